@@ -1,0 +1,53 @@
+# One venv in .venv, installed from setup.py with the exact pins in constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PAGES ?= 0001
+IMAGE ?= nasa_assets:latest
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install run demo dev test bench build shell pools clean
+
+$(STAMP): setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## run: materialize PAGES (e.g. PAGES=0001...0005) of moon_images_job against the real NASA API
+run: $(STAMP)
+	$(BIN)/python -m nasa_assets run --pages "$(PAGES)"
+
+## demo: the same, against the project's own NASA double on 127.0.0.1 (no network needed)
+demo: $(STAMP)
+	$(BIN)/python -m nasa_assets_tests.demo --pages "$(PAGES)"
+
+## dev: the Dagster UI + daemon with a persistent instance in .dagster_home
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml pools
+	$(BIN)/dagster dev -w workspace.yaml
+
+## pools: the instance-level limit of the nasa_api pool (steps that call the search API)
+pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster instance concurrency set nasa_api $${NASA_API_POOL_LIMIT:-2}
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m nasa_assets_tests.bench
+
+build:
+	docker build -t $(IMAGE) .
+
+shell: build
+	docker run --rm -it --env-file $(if $(wildcard .env),.env,.env.example) $(IMAGE) bash
+
+clean:
+	rm -rf $(VENV) data .dagster_home

@@ -1,0 +1,99 @@
+"""`python -m nasa_assets run --pages 1-3`: materialize pages in-process and say where they went.
+
+The same as `dagster asset materialize`, minus the flags: reads `.env`, needs no daemon, and
+uses $DAGSTER_HOME when it is set (so the runs show up in `make dev`'s UI).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+# Progress and warnings stay visible; Dagster's per-event DEBUG lines would bury the summary.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def _chunks(keys: list[str]) -> list[tuple[str, str]]:
+    """Contiguous runs of page keys, each launched as one single-run range."""
+    runs, start = [], keys[0]
+    for prev, key in zip(keys, keys[1:]):
+        if int(key) != int(prev) + 1:
+            runs.append((start, prev))
+            start = key
+    runs.append((start, keys[-1]))
+    return runs
+
+
+def run(pages: str) -> int:
+    from nasa_assets.partitions import parse_page_range
+
+    try:
+        keys = parse_page_range(pages)
+        from nasa_assets.definitions import defs  # reads the environment, may reject a setting
+    except ValueError as error:
+        print(f"nasa_assets: {error}", file=sys.stderr)
+        return 2
+
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("moon_images_job")
+    store = defs.resources["storage"].store()
+    print(f"nasa_assets: pages {pages} -> {store.root_uri}")
+    ok = True
+    for start, end in _chunks(keys):
+        tags = {RANGE_START: start, RANGE_END: end}
+        result = job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
+        )
+        ok &= _report(result, f"{start}" if start == end else f"{start}...{end}")
+    print(f"nasa_assets: dataset at {store.root_uri}")
+    return 0 if ok else 1
+
+
+def _report(result, label: str) -> bool:
+    seen = set()
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        name = mat.asset_key.to_user_string()
+        if name in seen:  # one event per page, all carrying the step's metadata
+            continue
+        seen.add(name)
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        if name == "moon_images":
+            print(f"  {label} moon_images: {meta.get('stored')} stored, {meta.get('already_stored')} "
+                  f"already stored, {meta.get('failed')} failed, {meta.get('bytes_stored')} bytes")
+        elif name == "sampled_manifest":
+            print(f"  {label} sampled_manifest: {meta.get('sampled')} sampled of {meta.get('items')}, "
+                  f"{meta.get('rejected')} rejected {meta.get('rejected_reasons') or ''}")
+        else:
+            print(f"  {label} {name}: {meta.get('row_count')} rows")
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            problems = evaluation.metadata.get("problems")
+            print(f"  {label} check {evaluation.check_name} FAILED: {problems.value if problems else ''}")
+    if not result.success:
+        for event in result.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.event_specific_data.error
+                print(f"  {label} step {event.step_key} failed: {error.message.strip() if error else ''}",
+                      file=sys.stderr)
+    return result.success
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nasa_assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="materialize moon_images_job for a page range")
+    run_parser.add_argument("--pages", default="0001", help="1, 1-5, 0001...0005 or 1,3,7 (default 0001)")
+    args = parser.parse_args(argv)
+    load_dotenv(Path.cwd() / ".env", override=False)
+    return run(args.pages)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

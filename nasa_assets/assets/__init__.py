@@ -1,0 +1,1 @@
+"""The dataset's assets, one module each."""

@@ -1,0 +1,202 @@
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+import pandas as pd
+
+from nasa_assets import tables
+from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, single_or_dict
+from nasa_assets.imaging import (
+    ImageFacts,
+    ImageRejected,
+    download_to_store,
+    measure_stream,
+    sha256_of,
+)
+from nasa_assets.keys import table_key
+from nasa_assets.nasa.client import FetchError
+from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
+from nasa_assets.storage import LocalStore, ObjectStore
+
+IMAGES_COMPLETE = "images_complete"
+HASH_SAMPLE_PER_PAGE = 5
+STORED = ("stored", "already_stored")
+
+
+class Progress:
+    """Counts shared by the download threads, logged at most every few seconds."""
+
+    def __init__(self, log, total: int, every: float = 5.0):
+        self.log, self.total, self.every = log, total, every
+        self.counts = {"stored": 0, "already_stored": 0, "failed": 0}
+        self.bytes = 0
+        self.started = self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, status: str, size: int = 0) -> None:
+        with self._lock:
+            self.counts[status] += 1
+            self.bytes += size
+            now = time.monotonic()
+            if now - self._last >= self.every:
+                self._last = now
+                self.log.info(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        done = sum(self.counts.values())
+        return (f"{done}/{self.total} images: {self.counts['stored']} stored, "
+                f"{self.counts['already_stored']} already stored, {self.counts['failed']} failed; "
+                f"{self.bytes / 1e6 / elapsed:.1f} MB/s")
+
+
+def _known_facts(store: ObjectStore, page: str) -> dict[str, ImageFacts]:
+    """Facts recorded by an earlier materialization of this page, by image key."""
+    try:
+        previous = store.read_parquet(table_key("moon_images", page))
+    except FileNotFoundError:
+        return {}
+    previous = previous[previous["status"].isin(STORED)]
+    return {
+        row.image_key: ImageFacts(int(row.bytes), row.sha256, int(row.width), int(row.height), row.format)
+        for row in previous.itertuples()
+    }
+
+
+def _facts_of_stored(store: ObjectStore, key: str, size: int, known: dict, max_bytes: int) -> ImageFacts | None:
+    """Facts of an object already in storage without downloading it from NASA again."""
+    facts = known.get(key)
+    if facts and facts.bytes == size:
+        return facts
+    facts = ImageFacts.from_metadata(store.metadata(key))
+    if facts and facts.bytes == size:
+        return facts
+    try:
+        return measure_stream(store.iter_chunks(key), max_bytes)  # local files, or foreign objects
+    except (ImageRejected, FileNotFoundError):
+        return None  # unreadable: download it again
+
+
+def _row(entry, status: str, facts: ImageFacts | None = None, error: str | None = None, uri=None) -> dict:
+    return {
+        "nasa_id": entry["nasa_id"], "image_key": entry["image_key"], "image_uri": uri,
+        "rendition": entry["rendition"], "source_url": entry["image_url"],
+        "bytes": facts.bytes if facts else None, "sha256": facts.sha256 if facts else None,
+        "width": facts.width if facts else None, "height": facts.height if facts else None,
+        "format": facts.format if facts else None, "status": status, "error": error,
+    }
+
+
+@dg.asset(
+    **PAGE_ASSET_OPTIONS,
+    kinds={"python", "parquet", "s3"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            IMAGES_COMPLETE, asset="moon_images",
+            description="Every manifest row is stored or failed with a reason, stored objects exist "
+            "with their recorded size (sha256 re-read for a sample), failures within budget.",
+        )
+    ],
+)
+def moon_images(
+    context: dg.AssetExecutionContext,
+    sampled_manifest,
+    nasa: NasaApiResource,
+    settings: DatasetSettings,
+    storage: DatasetStorage,
+):
+    """The page's images, streamed from NASA's file host into <root>/images/, one row each.
+
+    Images already in storage are not downloaded again (status already_stored)."""
+    client, store = nasa.client(), storage.store()
+    if isinstance(store, LocalStore) and (removed := store.remove_orphans()):
+        context.log.info(f"removed {removed} temporary files left by killed runs")
+    manifests = by_page(context, sampled_manifest)
+    existing = store.sizes("images/")  # one listing for the whole step, not one request per image
+    progress = Progress(context.log, sum(len(m) for m in manifests.values()))
+
+    def materialize_one(entry, known):
+        key = entry["image_key"]
+        if key in existing:
+            facts = _facts_of_stored(store, key, existing[key], known, settings.max_image_bytes)
+            if facts:
+                progress.add("already_stored")
+                return _row(entry, "already_stored", facts, uri=store.uri(key))
+        try:
+            facts = download_to_store(client, store, entry["image_url"], key, settings.max_image_bytes)
+        except (FetchError, ImageRejected) as error:
+            progress.add("failed")
+            return _row(entry, "failed", error=error.reason)
+        progress.add("stored", facts.bytes)
+        return _row(entry, "stored", facts, uri=store.uri(key))
+
+    frames = {}
+    with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
+        for key, entries in manifests.items():
+            known = _known_facts(store, key)
+            rows = list(pool.map(lambda e: materialize_one(e, known), tables.records(entries)))
+            frames[key] = tables.frame("moon_images", rows)
+            context.log.info(f"page {key} done; {progress.line()}")
+
+    combined = pd.concat(frames.values(), ignore_index=True)
+    check = _completeness(store, manifests, combined, settings.max_failed_fraction)
+    yield dg.Output(
+        single_or_dict(frames),
+        metadata={
+            "row_count": len(combined),
+            **{status: int((combined["status"] == status).sum()) for status in ("stored", "already_stored", "failed")},
+            "bytes_stored": int(combined.loc[combined["status"] == "stored", "bytes"].sum()),
+            "download_mb_per_s": round(progress.bytes / 1e6 / max(time.monotonic() - progress.started, 1e-6), 2),
+            "images_root": store.uri("images/"),
+            "preview": dg.MetadataValue.md(_preview(combined)),
+        },
+    )
+    yield check
+
+
+def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max_failed: float):
+    problems = []
+    expected = set().union(*(set(m["nasa_id"]) for m in manifests.values())) if manifests else set()
+    missing = expected - set(images["nasa_id"])
+    if missing:
+        problems.append(f"{len(missing)} manifest rows have no image row, e.g. {sorted(missing)[:3]}")
+    failed = images[images["status"] == "failed"]
+    unexplained = failed["error"].isna() | (failed["error"] == "")
+    if unexplained.any():
+        problems.append(f"{int(unexplained.sum())} failed rows without a reason")
+    stored = images[images["status"].isin(STORED)]
+    sizes = store.sizes("images/")
+    wrong = [r.image_key for r in stored.itertuples() if sizes.get(r.image_key) != r.bytes]
+    if wrong:
+        problems.append(f"{len(wrong)} stored objects missing or of another size, e.g. {wrong[:3]}")
+    sample = random.Random(0).sample(list(stored.itertuples()), min(len(stored), HASH_SAMPLE_PER_PAGE * len(manifests)))
+    bad_hash = [r.image_key for r in sample
+                if r.image_key not in wrong and sha256_of(store.iter_chunks(r.image_key)) != r.sha256]
+    if bad_hash:
+        problems.append(f"sha256 mismatch for {bad_hash[:3]}")
+    failed_share = len(failed) / len(images) if len(images) else 0.0
+    if failed_share > max_failed:
+        problems.append(f"{len(failed)} of {len(images)} images failed (budget {max_failed:.0%})")
+    return dg.AssetCheckResult(
+        check_name=IMAGES_COMPLETE,
+        passed=not problems,
+        metadata={
+            "problems": problems,
+            "failed": len(failed),
+            "failed_examples": [{"nasa_id": r.nasa_id, "error": r.error} for r in failed.head(5).itertuples()],
+            "hash_verified": len(sample),
+        },
+    )
+
+
+def _preview(frame: pd.DataFrame, limit: int = 6) -> str:
+    stored = frame[frame["status"].isin(STORED)].head(limit)
+    if stored.empty:
+        return "_no images stored_"
+    lines = ["| nasa_id | size | bytes | image |", "|---|---|---|---|"]
+    for row in stored.itertuples():
+        lines.append(f"| {row.nasa_id} | {row.width}x{row.height} {row.format} | {row.bytes} | "
+                     f"[{row.image_key}]({row.image_uri}) |")
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+"""Helpers shared by the page-partitioned assets."""
+
+import dagster as dg
+import pandas as pd
+
+from nasa_assets.partitions import search_pages
+
+# One run may cover a whole page range (a 100-page backfill is one process, not 100).
+PAGE_ASSET_OPTIONS = dict(
+    partitions_def=search_pages,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="moon_dataset",
+)
+
+
+def by_page(context: dg.AssetExecutionContext, loaded) -> dict[str, pd.DataFrame]:
+    """Upstream input as {page key: table}; Dagster passes a bare table for a single page."""
+    if isinstance(loaded, dict):
+        return dict(sorted(loaded.items()))
+    return {context.partition_keys[0]: loaded}
+
+
+def single_or_dict(frames: dict[str, pd.DataFrame]):
+    return next(iter(frames.values())) if len(frames) == 1 else frames

@@ -1,0 +1,71 @@
+"""From a page of search results to download instructions. Pure functions, no I/O."""
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+
+from nasa_assets.keys import image_key
+from nasa_assets.nasa.renditions import (
+    choose_rendition,
+    links_list_all_renditions,
+    renditions_from_links,
+)
+from nasa_assets.nasa.urls import url_block_reason
+from nasa_assets.sampling import is_sampled
+from nasa_assets.validation import rejection_reason
+
+
+def rejected_row(row: Mapping, reason: str) -> dict:
+    return {k: row.get(k) for k in ("page", "position", "nasa_id", "raw")} | {"reason": reason}
+
+
+def screen(rows: list[Mapping], now: datetime | None = None) -> tuple[list[Mapping], list[dict]]:
+    """Split a page's rows into usable ones and rejected ones (with reasons); the first of
+    duplicate nasa_ids on a page is kept."""
+    valid, rejected, seen = [], [], set()
+    for row in rows:
+        reason = rejection_reason(row, now)
+        if reason is None and row["nasa_id"] in seen:
+            reason = "duplicate nasa_id on this page"
+        if reason:
+            rejected.append(rejected_row(row, reason))
+        else:
+            seen.add(row["nasa_id"])
+            valid.append(row)
+    return valid, rejected
+
+
+def sample(rows: list[Mapping], factor: int) -> list[Mapping]:
+    return [row for row in rows if is_sampled(row["nasa_id"], factor)]
+
+
+def listed_renditions(row: Mapping) -> dict[str, str] | None:
+    """Renditions the item itself lists (link format 1.1), or None when its collection.json
+    on the file host must be read (format 1.0 lists only a thumbnail)."""
+    try:
+        links = json.loads(row["raw"]).get("links")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return renditions_from_links(links) if links_list_all_renditions(links) else None
+
+
+def attach_image(
+    row: Mapping, renditions: Mapping[str, str], preferred: str, allowed_hosts
+) -> tuple[dict | None, str | None]:
+    """(manifest row, None) with the chosen rendition, or (None, reason) when there is none."""
+    chosen = choose_rendition(renditions, preferred)
+    if chosen is None:
+        return None, "no image rendition available"
+    rendition, url = chosen
+    blocked = url_block_reason(url, allowed_hosts)
+    if blocked:
+        return None, f"image URL refused: {blocked}"
+    return dict(row) | {
+        "rendition": rendition, "image_url": url, "image_key": image_key(row["nasa_id"], url),
+    }, None
+
+
+def reason_counts(rejected: list[Mapping]) -> dict[str, int]:
+    """Reasons grouped by kind (the part before ":"), so 1,000 distinct bad dates make one line."""
+    return dict(Counter(r["reason"].split(":", 1)[0] for r in rejected).most_common(20))

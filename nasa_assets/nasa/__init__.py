@@ -1,0 +1,1 @@
+"""Talking to the NASA Image and Video Library: response parsing, renditions, the HTTP client."""

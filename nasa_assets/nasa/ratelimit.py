@@ -1,0 +1,53 @@
+"""A client-side request budget per rolling hour, shared by every client in the process."""
+
+import threading
+import time
+from collections import deque
+
+
+class RateLimiter:
+    """Blocks until a request fits in `limit` requests per `window` seconds (sliding window)."""
+
+    def __init__(self, limit: int, window: float = 3600.0, clock=time.monotonic, sleep=time.sleep):
+        if limit < 1:
+            raise ValueError(f"rate limit must be at least 1 request per window, got {limit}")
+        self.limit, self.window = limit, window
+        self._clock, self._sleep = clock, sleep
+        self._stamps: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait_time(self) -> float:
+        """Seconds until the next request would be allowed (0 when it would be now)."""
+        with self._lock:
+            self._expire(self._clock())
+            if len(self._stamps) < self.limit:
+                return 0.0
+            return self._stamps[0] + self.window - self._clock()
+
+    def acquire(self, max_wait: float | None = None) -> None:
+        """Take one slot; raises TimeoutError if that means waiting longer than max_wait."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._expire(now)
+                if len(self._stamps) < self.limit:
+                    self._stamps.append(now)
+                    return
+                wait = self._stamps[0] + self.window - now
+            if max_wait is not None and wait > max_wait:
+                raise TimeoutError(f"API request budget exhausted for {wait:.0f} s")
+            self._sleep(min(wait, 60.0))
+
+    def _expire(self, now: float) -> None:
+        while self._stamps and self._stamps[0] <= now - self.window:
+            self._stamps.popleft()
+
+
+_shared: dict[tuple[str, int], RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(key: str, limit: int) -> RateLimiter:
+    """One limiter per (API root, limit) in this process, so concurrent steps share the budget."""
+    with _shared_lock:
+        return _shared.setdefault((key, limit), RateLimiter(limit))

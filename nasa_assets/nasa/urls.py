@@ -1,0 +1,62 @@
+"""Which URLs may be fetched, and how a URL is shown without secrets."""
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+SECRET_PARAMS = {"api_key", "apikey", "key", "token", "x-amz-credential", "x-amz-signature"}
+
+
+def parse_allowed_hosts(spec: str) -> tuple[tuple[str, int | None], ...]:
+    """"images-assets.nasa.gov,127.0.0.1:8080" -> (("images-assets.nasa.gov", None), ("127.0.0.1", 8080))."""
+    out = []
+    for entry in (e.strip().lower() for e in spec.split(",")):
+        if not entry:
+            continue
+        host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if port and not port.isdigit():
+            raise ValueError(f"bad host:port in NASA_ALLOWED_HOSTS: {entry!r}")
+        out.append((host, int(port) if port else None))
+    if not out:
+        raise ValueError("NASA_ALLOWED_HOSTS is empty: no image could be downloaded")
+    return tuple(out)
+
+
+def url_block_reason(url: object, allowed: tuple[tuple[str, int | None], ...]) -> str | None:
+    """None when `url` may be fetched; otherwise why not.
+
+    Only http(s) to an allowed host, on that entry's port (a bare host: the scheme's default port).
+    """
+    if not isinstance(url, str) or not url:
+        return "no URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "malformed URL"
+    if parts.scheme not in _DEFAULT_PORTS:
+        return f"scheme {parts.scheme or '(none)'!r} is not http(s)"
+    if parts.username is not None or parts.password is not None:
+        return "URL carries credentials"
+    host = (parts.hostname or "").lower()
+    effective_port = port or _DEFAULT_PORTS[parts.scheme]
+    for allowed_host, allowed_port in allowed:
+        if host == allowed_host:
+            wanted = allowed_port or _DEFAULT_PORTS[parts.scheme]
+            if effective_port == wanted:
+                return None
+    return f"host {host}:{effective_port} is not in NASA_ALLOWED_HOSTS"
+
+
+def redact(url: str) -> str:
+    """The URL with secret query values replaced, for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed url>"
+    if not parts.query:
+        return url
+    query = [
+        (k, "REDACTED" if k.lower() in SECRET_PARAMS else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))

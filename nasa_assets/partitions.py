@@ -1,0 +1,48 @@
+"""Search pages as static partitions: the API answers at most 10,000 hits, 100 pages of 100."""
+
+import dagster as dg
+
+PAGE_SIZE = 100
+MAX_HITS = 10_000
+MAX_PAGES = MAX_HITS // PAGE_SIZE
+
+
+def page_key(page: int) -> str:
+    """Zero-padded so S3 listings and the UI sort pages in order."""
+    return f"{page:04d}"
+
+
+def page_number(key: str) -> int:
+    return int(key)
+
+
+PAGE_KEYS = [page_key(p) for p in range(1, MAX_PAGES + 1)]
+
+search_pages = dg.StaticPartitionsDefinition(PAGE_KEYS)
+
+
+def parse_page_range(spec: str) -> list[str]:
+    """Turn "3", "0003", "1-5", "0001...0005" or "1,4,7" into sorted partition keys.
+
+    Raises ValueError with a readable message for anything else or for pages outside 1..100.
+    """
+    pages: set[int] = set()
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        sep = "..." if "..." in part else "-" if "-" in part else None
+        try:
+            if sep:
+                lo, hi = (int(x) for x in part.split(sep, 1))
+            else:
+                lo = hi = int(part)
+        except ValueError:
+            raise ValueError(f"not a page or page range: {part!r} (try 1, 1-5 or 0001...0005)")
+        if lo > hi:
+            raise ValueError(f"empty page range: {part!r}")
+        if lo < 1 or hi > MAX_PAGES:
+            raise ValueError(f"pages run from 1 to {MAX_PAGES}; got {part!r}")
+        pages.update(range(lo, hi + 1))
+    if not pages:
+        raise ValueError("no pages given")
+    return [page_key(p) for p in sorted(pages)]

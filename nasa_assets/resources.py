@@ -1,0 +1,95 @@
+"""Dagster resources: the NASA API, the dataset's settings, and where the dataset is stored."""
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from nasa_assets.nasa.client import NasaClient
+from nasa_assets.nasa.ratelimit import shared_limiter
+from nasa_assets.nasa.renditions import RENDITIONS
+from nasa_assets.nasa.urls import parse_allowed_hosts
+from nasa_assets.storage import LocalStore, ObjectStore, S3Store
+
+
+class NasaApiResource(dg.ConfigurableResource):
+    """The NASA Image and Video Library: its search API and the file host images come from."""
+
+    base_url: str = Field("https://images-api.nasa.gov", description="Search API root.")
+    api_key: str | None = Field(None, description="Sent as api_key when set; never logged.")
+    query: str = Field("moon", description="The q of every search; media_type is always image.")
+    allowed_hosts: str = Field(
+        "images-assets.nasa.gov", description="Comma-separated hosts images may come from."
+    )
+    rate_limit_per_hour: int = Field(1000, description="Client-side budget of API requests.")
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = Field(4, description="Retries of 429/5xx/connection errors, with backoff.")
+    pool_size: int = Field(16, description="Pooled connections; match DOWNLOAD_CONCURRENCY.")
+
+    _client: NasaClient | None = PrivateAttr(default=None)
+
+    def client(self) -> NasaClient:
+        if self._client is None:
+            self._client = NasaClient(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                allowed_hosts=parse_allowed_hosts(self.allowed_hosts),
+                rate_limiter=shared_limiter(self.base_url, self.rate_limit_per_hour),
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_retries=self.max_retries,
+                pool_size=self.pool_size,
+            )
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+class DatasetSettings(dg.ConfigurableResource):
+    """How the dataset is sampled, which rendition is kept, and the limits applied per page."""
+
+    sampling_factor: int = Field(1, ge=1, description="Keep about 1 item in N, by nasa_id hash.")
+    rendition: str = Field("large", description=f"One of {', '.join(RENDITIONS)}.")
+    download_concurrency: int = Field(16, ge=1, le=256)
+    max_image_bytes: int = Field(268_435_456, ge=1)
+    max_rejected_fraction: float = Field(0.2, ge=0, le=1)
+    max_failed_fraction: float = Field(
+        0.05, ge=0, le=1, description="moon_images completeness check: allowed share of failures."
+    )
+
+
+class DatasetStorage(dg.ConfigurableResource):
+    """Where the dataset lives; subclasses choose a local folder or S3."""
+
+    def store(self) -> ObjectStore:
+        raise TypeError("configure LocalDatasetStorage or S3DatasetStorage, not the base class")
+
+
+class LocalDatasetStorage(DatasetStorage):
+    """A local folder, the embedded default when S3_BUCKET_NAME is not set."""
+
+    root: str = Field("data/moon_dataset", description="NASA_ASSETS_LOCAL_DIR")
+
+    _store: LocalStore | None = PrivateAttr(default=None)
+
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = LocalStore(self.root)
+        return self._store
+
+
+class S3DatasetStorage(DatasetStorage):
+    """An S3 bucket (or any S3-compatible store via AWS_ENDPOINT_URL)."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str = Field(description="S3_BUCKET_NAME")
+    prefix: str = Field("moon_dataset", description="S3_KEY_PREFIX")
+
+    _store: S3Store | None = PrivateAttr(default=None)
+
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = S3Store(self.s3.get_client(), self.bucket, self.prefix)
+        return self._store

@@ -1,0 +1,73 @@
+"""Resources from environment variables (the PySpark job's interface), read once at load time."""
+
+from collections.abc import Mapping
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from nasa_assets.resources import (
+    DatasetSettings,
+    LocalDatasetStorage,
+    NasaApiResource,
+    S3DatasetStorage,
+)
+from nasa_assets.storage.io_manager import ParquetIOManager
+
+
+def _secret(env: Mapping[str, str], name: str):
+    # EnvVar keeps the value out of the run config the UI shows; unset means "not used", and
+    # an EnvVar on an unset variable would fail at run time.
+    return dg.EnvVar(name) if env.get(name) else None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def storage_from_env(env: Mapping[str, str]):
+    bucket = env.get("S3_BUCKET_NAME", "").strip()
+    if bucket:
+        # Credentials and AWS_ENDPOINT_URL are left to boto3's own chain, so none is in config.
+        return S3DatasetStorage(
+            s3=S3Resource(region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None),
+            bucket=bucket,
+            prefix=env.get("S3_KEY_PREFIX", "moon_dataset").strip("/"),
+        )
+    return LocalDatasetStorage(root=env.get("NASA_ASSETS_LOCAL_DIR") or "data/moon_dataset")
+
+
+def resources_from_env(env: Mapping[str, str]) -> dict:
+    concurrency = _int(env, "DOWNLOAD_CONCURRENCY", 16)
+    storage = storage_from_env(env)
+    return {
+        "nasa": NasaApiResource(
+            base_url=env.get("NASA_API_BASE_URL") or "https://images-api.nasa.gov",
+            api_key=_secret(env, "NASA_API_KEY"),
+            query=env.get("NASA_SEARCH_QUERY") or "moon",
+            allowed_hosts=env.get("NASA_ALLOWED_HOSTS") or "images-assets.nasa.gov",
+            rate_limit_per_hour=_int(env, "NASA_API_RATE_LIMIT_PER_HOUR", 1000),
+            pool_size=concurrency,
+        ),
+        "settings": DatasetSettings(
+            sampling_factor=_int(env, "SEARCH_RESULT_SAMPLING_FACTOR", 1),
+            rendition=(env.get("NASA_IMAGE_RENDITION") or "large").strip().lower(),
+            download_concurrency=concurrency,
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 268_435_456),
+            max_rejected_fraction=_float(env, "MAX_REJECTED_FRACTION", 0.2),
+            max_failed_fraction=_float(env, "MAX_FAILED_FRACTION", 0.05),
+        ),
+        "storage": storage,
+        "io_manager": ParquetIOManager(storage=storage),
+    }

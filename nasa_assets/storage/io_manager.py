@@ -1,0 +1,61 @@
+"""Parquet IO manager over the dataset's ObjectStore, in the shape of dagster-aws's S3 managers:
+UPathIOManager builds the keys (<asset>/<partition>.parquet), the store does the I/O."""
+
+import dagster as dg
+import pandas as pd
+from upath import UPath
+
+from nasa_assets.resources import DatasetStorage
+from nasa_assets.storage.base import ObjectStore
+
+
+class ParquetStoreIOManager(dg.UPathIOManager):
+    extension = ".parquet"
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        # A relative local UPath is only a key builder; no file is touched through it.
+        super().__init__(base_path=UPath("."))
+
+    def make_directory(self, path: UPath) -> None:
+        return None
+
+    def path_exists(self, path: UPath) -> bool:
+        return self.store.exists(path.as_posix())
+
+    def unlink(self, path: UPath) -> None:
+        self.store.delete(path.as_posix())
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        self.store.write_parquet(path.as_posix(), obj, table=context.asset_key.path[-1])
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        return self.store.read_parquet(path.as_posix())  # FileNotFoundError when absent
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        """Unlike the stock manager, a single run may cover several pages (a single-run
+        backfill): the asset then returns {partition_key: DataFrame}, one object per page."""
+        if not context.has_asset_partitions:
+            return super().handle_output(context, obj)
+        paths = self._get_paths_for_partitions(context)
+        frames = obj if isinstance(obj, dict) else {next(iter(paths)): obj}
+        if set(frames) != set(paths):
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()} returned pages {sorted(frames)} "
+                f"for partitions {sorted(paths)}"
+            )
+        for key in sorted(paths):
+            self.dump_to_path(context, frames[key], paths[key])
+        uris = [self.store.uri(paths[k].as_posix()) for k in sorted(paths)]
+        context.add_output_metadata({
+            "uri": dg.MetadataValue.path(uris[0]) if len(uris) == 1 else dg.MetadataValue.json(uris),
+        })
+
+
+class ParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Tables as Parquet under the dataset root: <root>/<asset>/<page>.parquet, locally or in S3."""
+
+    storage: dg.ResourceDependency[DatasetStorage]
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> ParquetStoreIOManager:
+        return ParquetStoreIOManager(self.storage.store())

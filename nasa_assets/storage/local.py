@@ -1,0 +1,93 @@
+"""Local-folder store: the embedded default when no bucket is configured."""
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from nasa_assets.storage.base import ObjectStore
+
+# Writes land in <root>/.incoming first and are renamed into place, so a killed run never
+# leaves a partial file under a final key. The pid in the name lets a later run tell a dead
+# writer's leftovers from a live one's.
+INCOMING = ".incoming"
+
+
+class LocalStore(ObjectStore):
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self.root_uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path == self.root or self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the storage root")
+        return path
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def put_file(self, key, fileobj, *, content_type=None, metadata=None) -> None:
+        target = self._path(key)
+        incoming = self.root / INCOMING
+        incoming.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=incoming, prefix=f"{os.getpid()}-{uuid.uuid4().hex[:8]}-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(fileobj, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        base = self._path(prefix) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return {}
+        return {
+            path.relative_to(self.root).as_posix(): path.stat().st_size
+            for path in base.rglob("*")
+            if path.is_file() and INCOMING not in path.relative_to(self.root).parts
+        }
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return {}
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def remove_orphans(self) -> int:
+        """Delete temporary files of writers that no longer run; returns how many."""
+        incoming = self.root / INCOMING
+        removed = 0
+        for path in incoming.glob("*") if incoming.is_dir() else []:
+            pid = path.name.split("-", 1)[0]
+            if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,67 @@
+"""What makes a search item usable, and the invariants the manifest must hold. Pure functions."""
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from nasa_assets.nasa.urls import url_block_reason
+
+EARLIEST_PLAUSIBLE = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def latest_plausible(now: datetime | None = None) -> datetime:
+    return (now or datetime.now(UTC)) + timedelta(days=1)
+
+
+def rejection_reason(row: Mapping, now: datetime | None = None) -> str | None:
+    """Why a parsed search_results row cannot go into the dataset, or None when it can."""
+    try:
+        raw = json.loads(row.get("raw") or "null")
+    except ValueError:
+        raw = None
+    data = raw.get("data") if isinstance(raw, Mapping) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], Mapping):
+        return "item has no data object"
+    if not row.get("nasa_id"):
+        return "missing nasa_id"
+    if row.get("media_type") != "image":
+        return f"media_type is not image: {row.get('media_type')!r}"
+    if not row.get("title"):
+        return "missing title"
+    created = row.get("date_created")
+    if created is None or pd.isna(created):
+        value = data[0].get("date_created")
+        return f"unparsable date_created: {str(value)[:40]!r}" if value else "missing date_created"
+    if not EARLIEST_PLAUSIBLE <= created <= latest_plausible(now):
+        return f"implausible date_created: {created.isoformat()}"
+    return None
+
+
+def manifest_problems(
+    manifest: pd.DataFrame, allowed_hosts, now: datetime | None = None
+) -> list[str]:
+    """Invariants of sampled_manifest rows; any problem means a parser bug, not bad input."""
+    problems = []
+    if manifest.empty:
+        return problems
+    ids = manifest["nasa_id"]
+    if ids.isna().any() or (ids == "").any():
+        problems.append(f"{int(ids.isna().sum() + (ids == '').sum())} rows without nasa_id")
+    dupes = ids[ids.duplicated()].unique().tolist()
+    if dupes:
+        problems.append(f"duplicate nasa_id: {dupes[:5]}")
+    if manifest["title"].isna().any():
+        problems.append(f"{int(manifest['title'].isna().sum())} rows without title")
+    dates = manifest["date_created"]
+    bad_dates = dates.isna() | (dates < EARLIEST_PLAUSIBLE) | (dates > latest_plausible(now))
+    if bad_dates.any():
+        problems.append(f"{int(bad_dates.sum())} rows with a missing or implausible date_created")
+    not_images = manifest["media_type"] != "image"
+    if not_images.any():
+        problems.append(f"{int(not_images.sum())} rows whose media_type is not image")
+    blocked = [u for u in manifest["image_url"] if url_block_reason(u, allowed_hosts)]
+    if blocked:
+        problems.append(f"{len(blocked)} image URLs off the allowed hosts, e.g. {blocked[0]!r}")
+    return problems

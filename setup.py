@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+# Ranges here; exact pins for reproducible installs live in constraints.txt.
+setup(
+    name="nasa_assets",
+    version="0.1.0",
+    description="An ML-ready image dataset from the NASA Image and Video Library, built with Dagster.",
+    packages=find_packages(exclude=["nasa_assets_tests*"]),
+    python_requires=">=3.11,<3.14",
+    install_requires=[
+        "dagster>=1.13.27,<1.14",
+        "dagster-webserver>=1.13.27,<1.14",
+        "dagster-aws>=0.29.27,<0.30",
+        "requests>=2.32,<3",
+        "pandas>=3.0,<4",
+        "pyarrow>=26,<27",
+        "pillow>=12,<14",
+        "python-dotenv>=1.0,<2",
+    ],
+    extras_require={
+        "postgres": ["dagster-postgres>=0.29.27,<0.30"],
+        "test": [
+            "pytest>=9,<10",
+            "hypothesis>=6.100,<7",
+            "moto[server]>=5.2,<5.3",
+            "dagster-graphql>=1.13.27,<1.14",
+            "dagster-postgres>=0.29.27,<0.30",
+            "playwright>=1.65,<1.66",
+        ],
+    },
+)
