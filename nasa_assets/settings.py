@@ -39,9 +39,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 def storage_from_env(env: Mapping[str, str]):
     bucket = env.get("S3_BUCKET_NAME", "").strip()
     if bucket:
-        # Credentials and AWS_ENDPOINT_URL are left to boto3's own chain, so none is in config.
+        # Credentials are left to boto3's own chain (env, profile, instance role): none is in config.
         return S3DatasetStorage(
-            s3=S3Resource(region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None),
+            s3=S3Resource(
+                region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+                endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            ),
             bucket=bucket,
             prefix=env.get("S3_KEY_PREFIX", "moon_dataset").strip("/"),
         )

@@ -11,7 +11,6 @@ from nasa_assets.resources import NasaApiResource
     **PAGE_ASSET_OPTIONS,
     pool="nasa_api",
     kinds={"python", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
 def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
     """Every item of one search page (100 per page), parsed into columns, with its raw JSON.

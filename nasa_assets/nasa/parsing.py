@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 MAX_TEXT = 10_000  # characters kept of any free-text field; NASA descriptions run to a few KB
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and lone surrogates (valid JSON escapes that no UTF-8 writer accepts).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 SEARCH_COLUMNS = [
     "page", "position", "nasa_id", "title", "description", "date_created", "center", "keywords",
@@ -83,7 +84,10 @@ def parse_date(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
+        return None
 
 
 def parse_keywords(value: object) -> list[str]:
@@ -101,16 +105,27 @@ def parse_keywords(value: object) -> list[str]:
     return out
 
 
+def _url(value: object) -> str | None:
+    """A URL string as given, or None when it is not text or carries control characters."""
+    return value if isinstance(value, str) and value and not _CONTROL.search(value) else None
+
+
 def _link(links: object, rel: str) -> str | None:
     if isinstance(links, list):
         for link in links:
-            if isinstance(link, Mapping) and link.get("rel") == rel and isinstance(link.get("href"), str):
+            if isinstance(link, Mapping) and link.get("rel") == rel and _url(link.get("href")):
                 return link["href"]
     return None
 
 
 def raw_json(item: object) -> str:
-    return json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    """The item as JSON text; escaped (ASCII) only when it holds characters UTF-8 cannot carry."""
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(item, sort_keys=True, ensure_ascii=True, default=str)
+    return text
 
 
 def parse_item(item: object, page: int, position: int) -> dict:
@@ -132,7 +147,7 @@ def parse_item(item: object, page: int, position: int) -> dict:
         "photographer": clean_text(first.get("photographer"), 500),
         "location": clean_text(first.get("location"), 500),
         "preview_url": _link(links, "preview"),
-        "collection_url": href if isinstance(href, str) else None,
+        "collection_url": _url(href),
         "raw": raw_json(item),
     }
 

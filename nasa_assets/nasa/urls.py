@@ -38,10 +38,10 @@ def url_block_reason(url: object, allowed: tuple[tuple[str, int | None], ...]) -
     if parts.username is not None or parts.password is not None:
         return "URL carries credentials"
     host = (parts.hostname or "").lower()
-    effective_port = port or _DEFAULT_PORTS[parts.scheme]
+    effective_port = port if port is not None else _DEFAULT_PORTS[parts.scheme]
     for allowed_host, allowed_port in allowed:
         if host == allowed_host:
-            wanted = allowed_port or _DEFAULT_PORTS[parts.scheme]
+            wanted = allowed_port if allowed_port is not None else _DEFAULT_PORTS[parts.scheme]
             if effective_port == wanted:
                 return None
     return f"host {host}:{effective_port} is not in NASA_ALLOWED_HOSTS"

@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated environment, the NASA double, and an in-process moto S3 server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from nasa_assets_tests.nasa_double import NasaDouble
+
+# Settings a developer's shell or .env may carry; none may leak into a test.
+_SCRUBBED_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "S3_BUCKET_NAME",
+    "NASA_API_KEY",
+    "NASA_API_BASE_URL",
+    "NASA_ALLOWED_HOSTS",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fake AWS credentials and no project settings from the developer's environment."""
+    missing = tmp_path_factory.mktemp("aws") / "absent"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _SCRUBBED_ENV:
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        # Keep botocore away from ~/.aws so no real profile, SSO or role can be picked up.
+        mp.setenv("AWS_CONFIG_FILE", str(missing))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield
+
+
+@pytest.fixture
+def nasa_double() -> Iterator[NasaDouble]:
+    """A running NasaDouble with 250 hits."""
+    double = NasaDouble(total_hits=250).start()
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(isolated_aws_env: None) -> Iterator[str]:
+    """Endpoint URL of an in-process moto server (S3 and friends) on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_server: str):
+    """A boto3 S3 client on the moto endpoint."""
+    return boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3_client) -> str:
+    """Name of a fresh, empty bucket on the moto endpoint."""
+    name = f"nasa-test-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+

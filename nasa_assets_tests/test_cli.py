@@ -1,0 +1,68 @@
+"""The command-line ways in: `dagster asset materialize` and `python -m nasa_assets run`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(double, data_dir, home=None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NASA_", "S3_", "DAGSTER_"))}
+    env.update(NASA_API_BASE_URL=double.base_url, NASA_ALLOWED_HOSTS=double.host,
+               NASA_ASSETS_LOCAL_DIR=str(data_dir), PYTHONPATH=str(ROOT))
+    if home:
+        env["DAGSTER_HOME"] = str(home)
+    return env
+
+
+def test_dagster_asset_materialize_one_partition(tmp_path, nasa_double):
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "nasa_assets.definitions",
+         "--select", "search_results,sampled_manifest,moon_images", "--partition", "0001"],
+        cwd=tmp_path, env=_env(nasa_double, data), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RUN_SUCCESS" in proc.stderr + proc.stdout
+    images = pd.read_parquet(data / "moon_images" / "0001.parquet")
+    assert len(images) == 100 and set(images["status"]) == {"stored"}
+    assert len(list((data / "images").iterdir())) == 100
+    assert nasa_double.counts["search"] == 1
+
+
+def test_module_run_prints_where_the_data_went(tmp_path, nasa_double):
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasa_assets", "run", "--pages", "1-2"],
+        cwd=tmp_path, env=_env(nasa_double, data), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"dataset at {data.resolve().as_uri()}" in proc.stdout
+    assert "0001...0002 moon_images: 200 stored, 0 already stored, 0 failed" in proc.stdout
+    assert sorted(p.name for p in (data / "moon_images").iterdir()) == ["0001.parquet", "0002.parquet"]
+
+
+def test_module_run_rejects_bad_pages_without_a_traceback(tmp_path, nasa_double):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasa_assets", "run", "--pages", "0-300"],
+        cwd=tmp_path, env=_env(nasa_double, tmp_path / "d"), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "pages run from 1 to 100" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_module_run_reports_an_unreachable_api_without_a_traceback(tmp_path, nasa_double):
+    env = _env(nasa_double, tmp_path / "d")
+    env["NASA_API_BASE_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasa_assets", "run", "--pages", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "step search_results failed" in proc.stderr
+    assert "ConnectionError" in proc.stderr

@@ -1,0 +1,310 @@
+"""Streaming image measurement with generated images, and the local object store."""
+
+import hashlib
+import io
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from datetime import UTC, datetime
+
+import pytest
+from PIL import Image
+
+from nasa_assets import tables
+from nasa_assets.imaging import (
+    HEADER_PROBES,
+    ImageFacts,
+    ImageMeter,
+    ImageRejected,
+    measure_stream,
+    read_header,
+)
+from nasa_assets.nasa.parsing import parse_item
+from nasa_assets.storage.local import INCOMING, LocalStore
+
+MB = 1 << 20
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Random pixels compress badly, which makes a JPEG as large as a test needs."""
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    return Image.frombytes("RGB", (width, height), pixels)
+
+
+def with_comments_before_sof(jpeg: bytes, total: int) -> bytes:
+    """Insert COM segments right after SOI. One segment holds at most 65533 bytes of payload."""
+    assert jpeg[:2] == b"\xff\xd8"
+    segments, left = [], total
+    while left > 0:
+        size = min(left, 65000)
+        segments.append(b"\xff\xfe" + struct.pack(">H", size + 2) + b"c" * size)
+        left -= size
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def chunks(data: bytes, size: int = 64 * 1024):
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+# --- read_header / ImageMeter / measure_stream -----------------------------------------------
+
+
+def test_jpeg_facts():
+    data = encode(noise(64, 48), "JPEG", quality=90)
+    facts = measure_stream(chunks(data, 1000), max_bytes=MB)
+    assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 64, 48, "JPEG")
+
+
+def test_png_facts():
+    data = encode(Image.new("RGBA", (31, 17), (10, 20, 30, 40)), "PNG")
+    facts = measure_stream([data], max_bytes=MB)
+    assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 31, 17, "PNG")
+
+
+def test_read_header():
+    assert read_header(encode(Image.new("L", (5, 7)), "PNG")) == (5, 7, "PNG")
+    assert read_header(encode(Image.new("RGB", (9, 3)), "GIF")) == (9, 3, "GIF")
+    assert read_header(b"") is None
+    assert read_header(b"\xff\xd8\xff") is None  # a JPEG start, not yet decidable
+
+
+def test_jpeg_with_200kb_of_comments_before_sof_needs_a_later_probe():
+    padded = with_comments_before_sof(encode(noise(700, 500), "JPEG", quality=95), 200 * 1024)
+    assert len(padded) > HEADER_PROBES[1]  # so the 512 KB probe happens while streaming
+    meter = ImageMeter(max_bytes=16 * MB)
+    pieces = chunks(padded)
+    fed = 0
+    for piece in pieces:
+        meter.feed(piece)
+        fed += len(piece)
+        if fed < HEADER_PROBES[1]:
+            # the 64 KB probe saw only comments
+            assert meter.header is None
+    assert meter.header == (700, 500, "JPEG")
+    facts = meter.finish()
+    assert (facts.width, facts.height, facts.format) == (700, 500, "JPEG")
+    assert facts.bytes == len(padded)
+    assert facts.sha256 == hashlib.sha256(padded).hexdigest()
+
+
+def test_small_padded_jpeg_is_decided_at_finish():
+    padded = with_comments_before_sof(encode(noise(20, 10), "JPEG"), 200 * 1024)
+    assert HEADER_PROBES[0] < len(padded) < HEADER_PROBES[1]
+    meter = ImageMeter(max_bytes=MB)
+    for piece in chunks(padded):
+        meter.feed(piece)
+    assert meter.header is None
+    facts = meter.finish()
+    assert (facts.width, facts.height, facts.bytes) == (20, 10, len(padded))
+
+
+def test_html_page_is_rejected():
+    page = b"<!DOCTYPE html><html><head><title>Access denied</title></head><body>No</body></html>"
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream([page], max_bytes=MB)
+    assert caught.value.reason == "not a decodable image"
+
+
+def test_empty_stream_is_rejected():
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        measure_stream([], max_bytes=MB)
+
+
+def test_png_declaring_50000x50000_is_a_decompression_bomb():
+    header = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IEND", b"")
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream([png], max_bytes=MB)
+    assert caught.value.reason == "declares more than 200000000 pixels (decompression bomb)"
+
+
+def test_stream_larger_than_max_bytes_is_rejected_while_streaming():
+    data = encode(noise(64, 64), "PNG")
+    limit = len(data) - 1
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream(chunks(data, 100), max_bytes=limit)
+    assert caught.value.reason == f"larger than MAX_IMAGE_BYTES ({limit} bytes)"
+    # exactly at the limit is still fine
+    assert measure_stream(chunks(data, 100), max_bytes=len(data)).bytes == len(data)
+
+
+def test_oversized_stream_stops_early():
+    consumed = []
+
+    def endless():
+        while True:
+            consumed.append(1)
+            yield b"\0" * 1000
+
+    with pytest.raises(ImageRejected, match="larger than MAX_IMAGE_BYTES"):
+        measure_stream(endless(), max_bytes=10_500)
+    assert len(consumed) == 11
+
+
+def test_unsupported_format_is_rejected():
+    with pytest.raises(ImageRejected, match="unsupported image format BMP"):
+        measure_stream([encode(Image.new("RGB", (4, 4)), "BMP")], max_bytes=MB)
+
+
+def test_facts_metadata_round_trip():
+    facts = ImageFacts(123, "ab" * 32, 640, 628, "JPEG")
+    meta = facts.as_metadata()
+    assert meta == {"bytes": "123", "sha256": "ab" * 32, "width": "640", "height": "628",
+                    "format": "JPEG"}
+    assert ImageFacts.from_metadata(meta) == facts
+    assert ImageFacts.from_metadata({}) is None
+    assert ImageFacts.from_metadata(meta | {"width": "wide"}) is None
+
+
+# --- LocalStore ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "root")
+
+
+def incoming_files(store):
+    folder = store.root / INCOMING
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_put_get_sizes_delete(store):
+    store.put_bytes("images/PIA12235.jpg", b"jpeg-bytes")
+    store.put_bytes("images/iss026-s-001.png", b"png")
+    store.put_bytes("search_results/0001.parquet", b"p" * 10)
+    assert store.get_bytes("images/PIA12235.jpg") == b"jpeg-bytes"
+    assert store.size("images/PIA12235.jpg") == 10
+    assert store.size("images/missing.jpg") is None
+    assert store.exists("images/iss026-s-001.png")
+    assert store.sizes("images") == {"images/PIA12235.jpg": 10, "images/iss026-s-001.png": 3}
+    assert store.sizes("images/") == store.sizes("images")
+    assert store.sizes("") == {"images/PIA12235.jpg": 10, "images/iss026-s-001.png": 3,
+                               "search_results/0001.parquet": 10}
+    assert store.sizes("nothing-here") == {}
+    assert incoming_files(store) == []  # nothing left behind by successful writes
+    store.delete("images/PIA12235.jpg")
+    assert store.size("images/PIA12235.jpg") is None
+    store.delete("images/PIA12235.jpg")  # absent is fine
+    with pytest.raises(FileNotFoundError):
+        store.get_bytes("images/PIA12235.jpg")
+
+
+def test_put_overwrites_and_uri_is_absolute(store):
+    store.put_bytes("images/a.jpg", b"old")
+    store.put_bytes("images/a.jpg", b"newer")
+    assert store.get_bytes("images/a.jpg") == b"newer"
+    expected = (store.root / "images" / "a.jpg").as_uri()
+    assert store.uri("images/a.jpg") == expected
+    assert expected.startswith("file:///")
+
+
+def test_put_file_reads_from_current_position(store):
+    stream = io.BytesIO(b"skipTHIS")
+    stream.seek(4)
+    store.put_file("x.bin", stream)
+    assert store.get_bytes("x.bin") == b"THIS"
+
+
+def test_iter_chunks(store):
+    store.put_bytes("images/big.bin", bytes(range(256)) * 10)
+    assert b"".join(store.iter_chunks("images/big.bin", chunk_size=1000)) == bytes(range(256)) * 10
+    sizes = [len(c) for c in store.iter_chunks("images/big.bin", chunk_size=1000)]
+    assert sizes == [1000, 1000, 560]
+
+
+@pytest.mark.parametrize(
+    "key", ["../outside", "images/../../outside", "/etc/passwd", "", ".", "images/..", "a/../.."],
+)
+def test_keys_escaping_the_root_raise(store, key):
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        store.put_bytes(key, b"x")
+    with pytest.raises(ValueError):
+        store.size(key)
+    with pytest.raises(ValueError):
+        store.delete(key)
+    with pytest.raises(ValueError):
+        store.uri(key)
+    with pytest.raises(ValueError):
+        store.open(key)
+    assert not (store.root.parent / "outside").exists()
+
+
+class BrokenSource(io.RawIOBase):
+    """Gives some bytes, then fails the way a reset connection does."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        self.calls += 1
+        if self.calls == 1:
+            return b"partial" * 1000
+        raise ConnectionResetError("connection reset by peer")
+
+
+def test_failed_put_leaves_no_final_and_no_temp_file(store):
+    with pytest.raises(ConnectionResetError):
+        store.put_file("images/PIA12235.jpg", BrokenSource())
+    assert store.size("images/PIA12235.jpg") is None
+    assert incoming_files(store) == []
+    assert store.sizes("") == {}
+
+
+def test_failed_overwrite_keeps_the_previous_object(store):
+    store.put_bytes("images/PIA12235.jpg", b"complete image")
+    with pytest.raises(ConnectionResetError):
+        store.put_file("images/PIA12235.jpg", BrokenSource())
+    assert store.get_bytes("images/PIA12235.jpg") == b"complete image"
+    assert incoming_files(store) == []
+
+
+def test_remove_orphans_removes_dead_writers_only(store):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid no longer names a live process
+    incoming = store.root / INCOMING
+    incoming.mkdir(parents=True)
+    dead = incoming / f"{child.pid}-deadbeef-tmp1"
+    mine = incoming / f"{os.getpid()}-cafebabe-tmp2"
+    dead.write_bytes(b"half a file")
+    mine.write_bytes(b"being written")
+    assert store.remove_orphans() == 1
+    assert not dead.exists()
+    assert mine.exists()
+    assert store.remove_orphans() == 0
+
+
+def test_remove_orphans_without_incoming_folder(store):
+    assert store.remove_orphans() == 0
+
+
+def test_parquet_round_trip_keeps_types(store):
+    item = {"data": [{"nasa_id": "PIA12235", "title": "Nearside of the Moon",
+                      "date_created": "2009-09-24T18:00:22Z", "keywords": ["Moon", "Chandrayaan-1"],
+                      "media_type": "image"}]}
+    df = tables.frame("search_results", [parse_item(item, 1, 1)])
+    store.write_parquet("search_results/0001.parquet", df, table="search_results")
+    back = store.read_parquet("search_results/0001.parquet")
+    assert list(back.columns) == list(df.columns)
+    assert back.loc[0, "nasa_id"] == "PIA12235"
+    assert back.loc[0, "date_created"] == datetime(2009, 9, 24, 18, 0, 22, tzinfo=UTC)
+    assert list(back.loc[0, "keywords"]) == ["Moon", "Chandrayaan-1"]
+    empty = tables.frame("search_results", [])
+    store.write_parquet("search_results/0002.parquet", empty, table="search_results")
+    assert len(store.read_parquet("search_results/0002.parquet")) == 0
