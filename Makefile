@@ -22,11 +22,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## run: materialize PAGES (e.g. PAGES=0001...0005) of moon_images_job against the real NASA API
-run: $(STAMP)
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m nasa_assets run --pages "$(PAGES)"
 
 ## demo: the same, against the project's own NASA double on 127.0.0.1 (no network needed)
-demo: $(STAMP)
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m nasa_assets_tests.demo --pages "$(PAGES)"
 
 ## dev: the Dagster UI + daemon with a persistent instance in .dagster_home

@@ -40,7 +40,12 @@ def run(pages: str) -> int:
 
     import dagster as dg
 
-    instance = dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.getenv("DAGSTER_HOME")
+    if home and not os.path.isdir(home):
+        print(f"nasa_assets: DAGSTER_HOME {home} is not a directory; create it or unset it", file=sys.stderr)
+        return 2
+    # With DAGSTER_HOME the runs land in that instance (and show in `make dev`'s UI).
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("moon_images_job")
     store = defs.resources["storage"].store()
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
