@@ -160,3 +160,20 @@ def test_sampling_factor_keeps_the_same_items_wherever_they_move(tmp_path, nasa_
         read_table((tmp_path / "sampled_manifest/0002.parquet").read_bytes())["nasa_id"]
     )
     assert before <= after
+
+
+def test_failing_manifest_check_blocks_downloads(tmp_path, nasa_double):
+    # Images live on the double's host, which this run does not allow: every item is rejected.
+    env = local_env(nasa_double, tmp_path, NASA_ALLOWED_HOSTS="images-assets.nasa.gov")
+    result = materialize_pages(env, "0001")
+
+    assert not result.success
+    evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}["manifest_valid"]
+    assert not evaluation.passed
+    assert "MAX_REJECTED_FRACTION" in str(evaluation.metadata["problems"].value)
+    assert nasa_double.counts["image"] == 0
+    assert not (tmp_path / "images").exists()
+    assert not (tmp_path / "moon_images").exists()
+    rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes())
+    assert len(rejected) == 100
+    assert rejected["reason"].str.startswith(("image URL refused", "collection.json")).all()
