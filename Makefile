@@ -40,8 +40,9 @@ pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## bench: ingestion speed and memory against the NASA double + moto (BENCH_ARGS="--skip-big" etc.)
 bench: $(STAMP)
-	$(BIN)/python -m nasa_assets_tests.bench
+	$(BIN)/python -m nasa_assets_tests.bench $(BENCH_ARGS)
 
 build:
 	docker build -t $(IMAGE) .

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import requests
 from PIL import Image
 
-from nasa_assets.nasa.client import FetchError, NasaClient
+from nasa_assets.nasa.client import TRANSIENT_ERRORS, FetchError, NasaClient
 from nasa_assets.storage import ObjectStore
 
 CHUNK = 256 * 1024
@@ -66,6 +66,75 @@ def read_header(head: bytes) -> tuple[int, int, str] | None:
     return width, height, fmt
 
 
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x00, 0x01}  # RSTn, SOI, stuffed 00, TEM: no length
+
+
+class JpegFrameScanner:
+    """A JPEG's width and height from its frame header (SOF), found by hopping over segment headers
+    as chunks stream past, so a SOF behind megabytes of EXIF, XMP or comments needs no buffer."""
+
+    def __init__(self):
+        self.is_jpeg: bool | None = None  # None until the first three bytes are seen
+        self.size: tuple[int, int] | None = None
+        self.failed = False
+        self._skip = 0  # segment payload still to pass over
+        self._pending = b""  # a marker or segment header cut by the end of the last chunk
+
+    def feed(self, chunk: bytes) -> None:
+        if self.size or self.failed or self.is_jpeg is False:
+            return
+        if self._skip >= len(chunk):
+            self._skip -= len(chunk)
+            return
+        data = memoryview(chunk)[self._skip:]
+        if self._pending:
+            data = memoryview(self._pending + bytes(data))
+        self._skip, self._pending = 0, b""
+        i, n = 0, len(data)
+        if self.is_jpeg is None:
+            if n < 3:
+                self._pending = bytes(data)
+                return
+            self.is_jpeg = data[:3] == b"\xff\xd8\xff"
+            if not self.is_jpeg:
+                return
+            i = 2
+        while True:
+            while i < n and data[i] != 0xFF:  # junk between segments, which Pillow tolerates too
+                i += 1
+            while i < n and data[i] == 0xFF:  # fill bytes
+                i += 1
+            if i >= n:
+                self._pending = b"\xff" if n and data[n - 1] == 0xFF else b""
+                return
+            marker = data[i]
+            if marker in _JPEG_STANDALONE:
+                i += 1
+                continue
+            if marker in (0xD9, 0xDA):  # end of image, or a scan, before any frame header
+                self.failed = True
+                return
+            if n - i < (8 if marker in _JPEG_SOF else 3):
+                self._pending = b"\xff" + bytes(data[i:])
+                return
+            length = data[i + 1] << 8 | data[i + 2]
+            if marker in _JPEG_SOF:
+                height, width = data[i + 4] << 8 | data[i + 5], data[i + 6] << 8 | data[i + 7]
+                if width and height:
+                    self.size = (width, height)
+                else:
+                    self.failed = True
+                return
+            if length < 2:
+                self.failed = True
+                return
+            i += 1 + length
+            if i > n:
+                self._skip = i - n
+                return
+
+
 class ImageMeter:
     """Hashes, counts and reads dimensions from chunks as they stream past."""
 
@@ -75,6 +144,7 @@ class ImageMeter:
         self._hash = hashlib.sha256()
         self._head = bytearray()
         self._probe = 0
+        self._jpeg = JpegFrameScanner()
         self.header: tuple[int, int, str] | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -82,7 +152,18 @@ class ImageMeter:
         if self.size > self.max_bytes:
             raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({self.max_bytes} bytes)")
         self._hash.update(chunk)
-        if self.header is None and self._probe < len(HEADER_PROBES):
+        if self.header is None:
+            self._jpeg.feed(chunk)
+        if self.header is None and self._jpeg.is_jpeg and not self._jpeg.failed:
+            # Decided at the same probe points, then as soon as found; only a small head is kept,
+            # for Pillow, should the scanner give up.
+            self._head += chunk[: HEADER_PROBES[0] - len(self._head)]
+            crossed = False
+            while self._probe < len(HEADER_PROBES) and self.size >= HEADER_PROBES[self._probe]:
+                self._probe, crossed = self._probe + 1, True
+            if self._jpeg.size and (crossed or self._probe == len(HEADER_PROBES)):
+                self._jpeg_header()
+        elif self.header is None and self._probe < len(HEADER_PROBES):
             self._head += chunk[: HEADER_PROBES[-1] - len(self._head)]
             while self._probe < len(HEADER_PROBES) and len(self._head) >= HEADER_PROBES[self._probe]:
                 self._probe += 1
@@ -93,7 +174,15 @@ class ImageMeter:
         if self.header:
             self._head = bytearray()  # no longer needed; keep memory flat
 
+    def _jpeg_header(self) -> None:
+        width, height = self._jpeg.size
+        if width * height > MAX_PIXELS:  # the same rule Pillow applies in read_header
+            raise ImageRejected(f"declares more than {MAX_PIXELS} pixels (decompression bomb)")
+        self.header, self._head = (width, height, "JPEG"), bytearray()
+
     def finish(self) -> ImageFacts:
+        if self.header is None and self._jpeg.size:
+            self._jpeg_header()
         if self.header is None and self._head:
             self._try_header()
         if self.header is None:
@@ -125,17 +214,22 @@ def download_to_store(
     client: NasaClient, store: ObjectStore, url: str, key: str, max_bytes: int, attempts: int = 3
 ) -> ImageFacts:
     """Download `url` into `store` under `key`; nothing is stored unless the whole file arrived
-    and passed validation. Truncated or reset transfers are retried from the start."""
+    and passed validation.
+
+    A transfer that breaks off mid-body (reset, stall past the read timeout, fewer bytes than
+    Content-Length) is retried from the start, at most `attempts` times, after the client's
+    backoff with jitter. Errors before the body (HTTP 429/5xx, no connection) were already
+    retried by the client and are final here, so retries do not multiply."""
     problem = ""
-    for _attempt in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            client.pause(attempt - 1)
         try:
             return _download_once(client, store, url, key, max_bytes)
-        except FetchError as error:
-            if not error.transient:
-                raise
-            problem = error.reason
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        except TRANSIENT_ERRORS as error:
             problem = f"transfer interrupted ({type(error).__name__})"
+        except requests.RequestException as error:  # its message may carry the URL
+            raise FetchError(f"request failed ({type(error).__name__})") from None
     raise FetchError(f"{problem}; gave up after {attempts} attempts", transient=True)
 
 
@@ -147,6 +241,8 @@ def _download_once(client, store, url, key, max_bytes) -> ImageFacts:
             raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({declared} > {max_bytes} bytes)")
         meter = ImageMeter(max_bytes)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            if declared.isdigit() and int(declared) > SPOOL_IN_MEMORY:
+                spool.rollover()  # straight to disk: no 4 MB buffer per stream, no copy at rollover
             for chunk in response.iter_content(CHUNK):
                 meter.feed(chunk)
                 spool.write(chunk)

@@ -1,6 +1,7 @@
 """From a page of search results to download instructions. Pure functions, no I/O."""
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -64,6 +65,33 @@ def attach_image(
     return dict(row) | {
         "rendition": rendition, "image_url": url, "image_key": image_key(row["nasa_id"], url),
     }, None
+
+
+# What parse_item removes from text: control characters and lone surrogates.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+NORMALISED_FIELDS = ("title", "description", "center", "media_type", "photographer", "location")
+
+
+def normalisation_counts(rows: list[Mapping]) -> dict[str, int]:
+    """Items whose text the parser changed, by field and change: control characters removed, or
+    text cut to the column's limit. The row's raw column keeps the original."""
+    counts: Counter = Counter()
+    for row in rows:
+        try:
+            data = json.loads(row.get("raw") or "null")["data"][0]
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+        if not isinstance(data, Mapping):
+            continue
+        for field in NORMALISED_FIELDS:
+            given, kept = data.get(field), row.get(field)
+            if not isinstance(given, str) or not kept or given.strip() == kept:
+                continue
+            if CONTROL_CHARACTERS.search(given):
+                counts[f"{field}: control characters removed"] += 1
+            if len(kept) < len(CONTROL_CHARACTERS.sub("", given).strip()):
+                counts[f"{field}: cut at its length limit"] += 1
+    return dict(counts.most_common(20))
 
 
 def reason_counts(rejected: list[Mapping]) -> dict[str, int]:

@@ -37,7 +37,7 @@ def parse_page_range(spec: str) -> list[str]:
             else:
                 lo = hi = int(part)
         except ValueError:
-            raise ValueError(f"not a page or page range: {part!r} (try 1, 1-5 or 0001...0005)")
+            raise ValueError(f"not a page or page range: {part!r} (try 1, 1-5 or 0001...0005)") from None
         if lo > hi:
             raise ValueError(f"empty page range: {part!r}")
         if lo < 1 or hi > MAX_PAGES:

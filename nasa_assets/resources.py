@@ -47,6 +47,27 @@ class NasaApiResource(dg.ConfigurableResource):
             self._client.close()
 
 
+DEFAULT_SPLIT_FRACTIONS = "train=0.8,validation=0.1,test=0.1"
+
+
+def parse_split_fractions(spec: str) -> dict[str, float]:
+    """"train=0.8,validation=0.1,test=0.1" -> {"train": 0.8, ...}; fractions add up to 1."""
+    splits: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        try:
+            fraction = float(value) if sep and name else -1.0
+        except ValueError:
+            fraction = -1.0
+        if not 0 <= fraction <= 1 or name in splits:
+            raise ValueError(f"expects name=fraction pairs such as {DEFAULT_SPLIT_FRACTIONS!r}, "
+                             f"each name once and each fraction in [0, 1]; got {part!r}")
+        splits[name] = fraction
+    if abs(sum(splits.values()) - 1) > 1e-6:
+        raise ValueError(f"fractions must add up to 1, got {sum(splits.values()):g} in {spec!r}")
+    return splits
+
+
 class DatasetSettings(dg.ConfigurableResource):
     """How the dataset is sampled, which rendition is kept, and the limits applied per page."""
 
@@ -58,6 +79,12 @@ class DatasetSettings(dg.ConfigurableResource):
     max_failed_fraction: float = Field(
         0.05, ge=0, le=1, description="moon_images completeness check: allowed share of failures."
     )
+    split_fractions: str = Field(
+        DEFAULT_SPLIT_FRACTIONS, description="moon_dataset split column: name=fraction pairs."
+    )
+
+    def splits(self) -> dict[str, float]:
+        return parse_split_fractions(self.split_fractions)
 
 
 class DatasetStorage(dg.ConfigurableResource):

@@ -6,10 +6,12 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from nasa_assets.resources import (
+    DEFAULT_SPLIT_FRACTIONS,
     DatasetSettings,
     LocalDatasetStorage,
     NasaApiResource,
     S3DatasetStorage,
+    parse_split_fractions,
 )
 from nasa_assets.storage.io_manager import ParquetIOManager
 
@@ -36,6 +38,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
+def _split_fractions(env: Mapping[str, str]) -> str:
+    value = (env.get("DATASET_SPLIT_FRACTIONS") or "").strip() or DEFAULT_SPLIT_FRACTIONS
+    try:
+        parse_split_fractions(value)
+    except ValueError as error:
+        raise ValueError(f"DATASET_SPLIT_FRACTIONS {error}") from None
+    return value
+
+
 def storage_from_env(env: Mapping[str, str]):
     bucket = env.get("S3_BUCKET_NAME", "").strip()
     if bucket:
@@ -53,6 +64,13 @@ def storage_from_env(env: Mapping[str, str]):
 
 def resources_from_env(env: Mapping[str, str]) -> dict:
     concurrency = _int(env, "DOWNLOAD_CONCURRENCY", 16)
+    # Seconds to wait for the next bytes of a response; retries of 429/5xx/resets/timeouts.
+    read_timeout = _float(env, "NASA_READ_TIMEOUT", 30.0)
+    max_retries = _int(env, "NASA_MAX_RETRIES", 4)
+    if not read_timeout > 0:
+        raise ValueError(f"NASA_READ_TIMEOUT must be above 0 seconds, got {read_timeout}")
+    if max_retries < 0:
+        raise ValueError(f"NASA_MAX_RETRIES must be 0 or more, got {max_retries}")
     storage = storage_from_env(env)
     return {
         "nasa": NasaApiResource(
@@ -61,6 +79,8 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
             query=env.get("NASA_SEARCH_QUERY") or "moon",
             allowed_hosts=env.get("NASA_ALLOWED_HOSTS") or "images-assets.nasa.gov",
             rate_limit_per_hour=_int(env, "NASA_API_RATE_LIMIT_PER_HOUR", 1000),
+            read_timeout=read_timeout,
+            max_retries=max_retries,
             pool_size=concurrency,
         ),
         "settings": DatasetSettings(
@@ -70,6 +90,7 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 268_435_456),
             max_rejected_fraction=_float(env, "MAX_REJECTED_FRACTION", 0.2),
             max_failed_fraction=_float(env, "MAX_FAILED_FRACTION", 0.05),
+            split_fractions=_split_fractions(env),
         ),
         "storage": storage,
         "io_manager": ParquetIOManager(storage=storage),

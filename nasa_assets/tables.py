@@ -25,6 +25,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
         ("format", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ]),
+    # One row per distinct stored image of all pages so far (asset moon_dataset, see card.py).
+    "moon_dataset": pa.schema([
+        ("nasa_id", pa.string()), ("split", pa.string()), ("page", pa.int64()),
+        ("title", pa.string()), ("description", pa.string()), ("date_created", _TS),
+        ("center", pa.string()), ("keywords", pa.list_(pa.string())), ("photographer", pa.string()),
+        ("location", pa.string()), ("image_key", pa.string()), ("image_uri", pa.string()),
+        ("rendition", pa.string()), ("source_url", pa.string()), ("bytes", pa.int64()),
+        ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("format", pa.string()),
+    ]),
     "rejected": pa.schema([
         ("page", pa.int64()), ("position", pa.int64()), ("nasa_id", pa.string()),
         ("reason", pa.string()), ("raw", pa.string()),

@@ -9,6 +9,7 @@ import pandas as pd
 from nasa_assets.nasa.urls import url_block_reason
 
 EARLIEST_PLAUSIBLE = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_NASA_ID = 500  # where parse_item cuts a nasa_id
 
 
 def latest_plausible(now: datetime | None = None) -> datetime:
@@ -26,6 +27,13 @@ def rejection_reason(row: Mapping, now: datetime | None = None) -> str | None:
         return "item has no data object"
     if not row.get("nasa_id"):
         return "missing nasa_id"
+    raw_id = data[0].get("nasa_id")
+    if isinstance(raw_id, str) and raw_id != row["nasa_id"]:
+        # The parser cleaned the id; an identifier is not text to tidy: the cleaned one could be
+        # another item's id (and so its image key), so the item is rejected instead.
+        if len(raw_id) > MAX_NASA_ID:
+            return f"nasa_id too long ({len(raw_id)} characters, at most {MAX_NASA_ID})"
+        return "nasa_id has control characters or surrounding whitespace"
     if row.get("media_type") != "image":
         return f"media_type is not image: {row.get('media_type')!r}"
     if not row.get("title"):
@@ -49,7 +57,9 @@ def manifest_problems(
     ids = manifest["nasa_id"]
     if ids.isna().any() or (ids == "").any():
         problems.append(f"{int(ids.isna().sum() + (ids == '').sum())} rows without nasa_id")
-    dupes = ids[ids.duplicated()].unique().tolist()
+    # Per page: an item seen on two pages of a range (results shift between page fetches) is one
+    # image under one key, and moon_dataset keeps one row; within a page it is a screening bug.
+    dupes = ids[manifest.duplicated(["page", "nasa_id"])].unique().tolist()
     if dupes:
         problems.append(f"duplicate nasa_id: {dupes[:5]}")
     if manifest["title"].isna().any():

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from nasa_assets_tests.helpers import LocalReader, S3Reader, local_env, s3_env
 from nasa_assets_tests.nasa_double import NasaDouble
 
 # Settings a developer's shell or .env may carry; none may leak into a test.
@@ -80,3 +81,15 @@ def s3_bucket(s3_client) -> str:
     s3_client.create_bucket(Bucket=name)
     return name
 
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path, nasa_double):
+    """(settings, reader) for one storage backend; both must produce the same layout."""
+    if request.param == "local":
+        root = tmp_path / "dataset"
+        return local_env(nasa_double, root), LocalReader(root)
+    server = request.getfixturevalue("s3_server")
+    client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    return s3_env(nasa_double, server, bucket, prefix="moon_dataset"), S3Reader(client, bucket, "moon_dataset")

@@ -50,3 +50,54 @@ def assert_image_matches(data: bytes, row) -> None:
         image.load()
         assert image.size == (row["width"], row["height"])
         assert image.format == row["format"]
+
+
+class LocalReader:
+    """Reads what a run left in a local dataset root, independently of the project's store."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def keys(self) -> set[str]:
+        return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
+
+    def image_keys(self) -> list[str]:
+        folder = self.root / "images"
+        return sorted(f"images/{p.name}" for p in folder.iterdir()) if folder.exists() else []
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).exists()
+
+    def uri(self, key: str) -> str:
+        return (self.root / key).resolve().as_uri()
+
+
+class S3Reader:
+    """Reads what a run left under a bucket prefix, with a plain boto3 client."""
+
+    def __init__(self, client, bucket, prefix):
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+
+    def _list(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def keys(self) -> set[str]:
+        keys = self._list("")
+        assert all(k.startswith(self.prefix + "/") for k in keys), keys
+        return {k[len(self.prefix) + 1:] for k in keys}
+
+    def image_keys(self) -> list[str]:
+        return sorted(k[len(self.prefix) + 1:] for k in self._list(f"{self.prefix}/images/"))
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        return f"{self.prefix}/{key}" in self._list(f"{self.prefix}/{key}")
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/{key}"

@@ -296,6 +296,17 @@ def _rewrite_asset_url(url: str, base_url: str) -> str:
     return url
 
 
+def _rewrite_raw(item: Any, base_url: str) -> Any:
+    """A raw item with its asset hrefs (item and links) pointed at the double, shape untouched."""
+    if isinstance(item, dict):
+        if isinstance(item.get("href"), str):
+            item["href"] = _rewrite_asset_url(item["href"], base_url)
+        for link in item.get("links") if isinstance(item.get("links"), list) else []:
+            if isinstance(link, dict) and isinstance(link.get("href"), str):
+                link["href"] = _rewrite_asset_url(link["href"], base_url)
+    return item
+
+
 # --------------------------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------------------------
@@ -518,6 +529,7 @@ class NasaDouble:
         self._records: list[dict] = []
         self._known: dict[str, dict] = {}
         self._inserted = 0
+        self._collections: dict[str, list] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -684,6 +696,31 @@ class NasaDouble:
             for record in new:
                 self._known[record["nasa_id"]] = record
 
+    def put_raw_items(self, position: int, items: list) -> None:
+        """Serve ``items`` verbatim at 0-based ``position`` onwards, replacing the items there.
+
+        For hostile-input tests: any JSON value is served as is, except that string hrefs on
+        ``https://images-assets.nasa.gov`` point at this double (as for the recorded items). An
+        item with a string ``data[0].nasa_id`` has its files served like any other item's.
+        """
+        with self._lock:
+            if not 0 <= position <= len(self._records) - len(items):
+                raise IndexError(f"positions {position}..{position + len(items) - 1} outside corpus")
+            for offset, item in enumerate(items):
+                try:
+                    nasa_id = item["data"][0]["nasa_id"]
+                except (TypeError, KeyError, IndexError):
+                    nasa_id = None
+                record = {"nasa_id": nasa_id, "raw": copy.deepcopy(item)}
+                self._records[position + offset] = record
+                if isinstance(nasa_id, str):
+                    self._known[nasa_id] = record
+
+    def set_collection(self, nasa_id: str, body: Any) -> None:
+        """Serve ``body`` (any JSON value, verbatim) as ``nasa_id``'s collection.json."""
+        with self._lock:
+            self._collections[nasa_id] = copy.deepcopy(body)
+
     def corpus(self) -> list[dict]:
         """The current items, rendered exactly as the search endpoint returns them."""
         with self._lock:
@@ -692,6 +729,8 @@ class NasaDouble:
 
     def _render(self, record: dict) -> dict:
         base = self.base_url
+        if "raw" in record:
+            return _rewrite_raw(copy.deepcopy(record["raw"]), base)
         if "real" in record:
             item = copy.deepcopy(record["real"])
             item["href"] = _rewrite_asset_url(item["href"], base)
@@ -787,7 +826,10 @@ class NasaDouble:
             ]
         return 200, {"collection": collection}
 
-    def _collection_json(self, nasa_id: str) -> list[str]:
+    def _collection_json(self, nasa_id: str) -> Any:
+        with self._lock:
+            if nasa_id in self._collections:
+                return copy.deepcopy(self._collections[nasa_id])
         folder = f"{self.base_url}/image/{nasa_id}"
         # The real file lists ~orig twice.
         urls = [f"{folder}/{nasa_id}~orig.jpg"]
@@ -797,7 +839,10 @@ class NasaDouble:
     def _metadata_json(self, nasa_id: str) -> dict:
         with self._lock:
             record = self._known[nasa_id]
-        data = record["real"]["data"][0] if "real" in record else record["data"]
+        if "raw" in record:
+            data = record["raw"]["data"][0]
+        else:
+            data = record["real"]["data"][0] if "real" in record else record["data"]
         width, height = RENDITION_DIMS["orig"]
         created = data.get("date_created", "")
         size = self._image_size(nasa_id, "orig")

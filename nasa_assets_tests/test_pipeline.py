@@ -3,7 +3,6 @@
 import hashlib
 import json
 
-import pytest
 
 from nasa_assets.keys import image_key
 from nasa_assets.nasa.renditions import rendition_of
@@ -12,7 +11,6 @@ from nasa_assets_tests.helpers import (
     local_env,
     materialize_pages,
     read_table,
-    s3_env,
 )
 
 TABLE_KEYS = {
@@ -20,49 +18,6 @@ TABLE_KEYS = {
     for table in ("search_results", "sampled_manifest", "moon_images", "rejected")
     for page in ("0001", "0002")
 }
-
-
-class LocalReader:
-    def __init__(self, root):
-        self.root = root
-
-    def keys(self) -> set[str]:
-        return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
-
-    def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
-
-    def uri(self, key: str) -> str:
-        return (self.root / key).resolve().as_uri()
-
-
-class S3Reader:
-    def __init__(self, client, bucket, prefix):
-        self.client, self.bucket, self.prefix = client, bucket, prefix
-
-    def keys(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
-        keys = {o["Key"] for page in pages for o in page.get("Contents", [])}
-        assert all(k.startswith(self.prefix + "/") for k in keys), keys
-        return {k[len(self.prefix) + 1:] for k in keys}
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/{key}"
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(request, tmp_path, nasa_double):
-    """(settings, reader) for one storage backend; both must produce the same layout."""
-    if request.param == "local":
-        root = tmp_path / "dataset"
-        return local_env(nasa_double, root), LocalReader(root)
-    server = request.getfixturevalue("s3_server")
-    client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
-    return s3_env(nasa_double, server, bucket, prefix="moon_dataset"), S3Reader(client, bucket, "moon_dataset")
 
 
 def test_two_pages_store_images_and_tables(target, nasa_double):

@@ -1,7 +1,7 @@
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 import pandas as pd
@@ -26,30 +26,47 @@ STORED = ("stored", "already_stored")
 
 
 class Progress:
-    """Counts shared by the download threads, logged at most every few seconds."""
+    """Counts shared by the download threads: a line when a page completes (unless the last line
+    is under a second old: a re-run completes pages in milliseconds) and every few seconds."""
 
-    def __init__(self, log, total: int, every: float = 5.0):
-        self.log, self.total, self.every = log, total, every
+    def __init__(self, log, images_per_page: dict[str, int], every: float = 5.0, gap: float = 1.0):
+        self.log, self.every, self.gap = log, every, gap
+        self.left = dict(images_per_page)
+        self.total, self.pages = sum(images_per_page.values()), len(images_per_page)
+        self.pages_done = sum(1 for n in images_per_page.values() if n == 0)
         self.counts = {"stored": 0, "already_stored": 0, "failed": 0}
         self.bytes = 0
         self.started = self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def add(self, status: str, size: int = 0) -> None:
+    def add(self, page: str, status: str, size: int = 0) -> None:
         with self._lock:
             self.counts[status] += 1
             self.bytes += size
+            self.left[page] -= 1
             now = time.monotonic()
-            if now - self._last >= self.every:
-                self._last = now
-                self.log.info(self.line())
+            if self.left[page] == 0:
+                self.pages_done += 1
+            if self.left[page] == 0 and now - self._last >= self.gap:
+                message = f"page {page} done; {self._line(now)}"
+            elif now - self._last >= self.every:
+                message = self._line(now)
+            else:
+                return
+            self._last = now
+        self.log.info(message)
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        with self._lock:
+            return self._line(time.monotonic())
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-6)
         done = sum(self.counts.values())
-        return (f"{done}/{self.total} images: {self.counts['stored']} stored, "
-                f"{self.counts['already_stored']} already stored, {self.counts['failed']} failed; "
-                f"{self.bytes / 1e6 / elapsed:.1f} MB/s")
+        return (f"{self.pages_done}/{self.pages} pages, {done}/{self.total} images: "
+                f"{self.counts['stored']} stored, {self.counts['already_stored']} already stored, "
+                f"{self.counts['failed']} failed; {self.bytes / 1e6 / elapsed:.1f} MB/s, "
+                f"{self.counts['stored'] / elapsed:.0f} downloads/s")
 
 
 def _known_facts(store: ObjectStore, page: str) -> dict[str, ImageFacts]:
@@ -79,6 +96,15 @@ def _facts_of_stored(store: ObjectStore, key: str, size: int, known: dict, max_b
         return None  # unreadable: download it again
 
 
+def _entries(manifest: pd.DataFrame) -> list[dict]:
+    """What a download needs from each manifest row, in manifest order."""
+    return manifest[["nasa_id", "image_key", "rendition", "image_url"]].to_dict("records")
+
+
+def _done(row: dict | Future) -> dict:
+    return row.result() if isinstance(row, Future) else row
+
+
 def _row(entry, status: str, facts: ImageFacts | None = None, error: str | None = None, uri=None) -> dict:
     return {
         "nasa_id": entry["nasa_id"], "image_key": entry["image_key"], "image_uri": uri,
@@ -96,7 +122,8 @@ def _row(entry, status: str, facts: ImageFacts | None = None, error: str | None 
         dg.AssetCheckSpec(
             IMAGES_COMPLETE, asset="moon_images",
             description="Every manifest row is stored or failed with a reason, stored objects exist "
-            "with their recorded size (sha256 re-read for a sample), failures within budget.",
+            "with their recorded size (sha256 re-read for a sample of those written by the run), "
+            "failures within budget.",
         )
     ],
 )
@@ -114,34 +141,57 @@ def moon_images(
     if isinstance(store, LocalStore) and (removed := store.remove_orphans()):
         context.log.info(f"removed {removed} temporary files left by killed runs")
     manifests = by_page(context, sampled_manifest)
-    existing = store.sizes("images/")  # one listing for the whole step, not one request per image
-    progress = Progress(context.log, sum(len(m) for m in manifests.values()))
+    progress = Progress(context.log, {page: len(frame) for page, frame in manifests.items()})
+    existing: dict[str, int] = {}
+    known: dict[str, ImageFacts] = {}
 
-    def materialize_one(entry, known):
+    def known_row(page, entry) -> dict | None:
+        """The row of an image an earlier table describes and storage still holds: no request."""
+        facts = known.get(entry["image_key"])
+        if facts is None or existing.get(entry["image_key"]) != facts.bytes:
+            return None
+        progress.add(page, "already_stored")
+        return _row(entry, "already_stored", facts, uri=store.uri(entry["image_key"]))
+
+    def materialize_one(page, entry):
         key = entry["image_key"]
         if key in existing:
             facts = _facts_of_stored(store, key, existing[key], known, settings.max_image_bytes)
             if facts:
-                progress.add("already_stored")
+                progress.add(page, "already_stored")
                 return _row(entry, "already_stored", facts, uri=store.uri(key))
         try:
             facts = download_to_store(client, store, entry["image_url"], key, settings.max_image_bytes)
         except (FetchError, ImageRejected) as error:
-            progress.add("failed")
+            progress.add(page, "failed")
             return _row(entry, "failed", error=error.reason)
-        progress.add("stored", facts.bytes)
+        progress.add(page, "stored", facts.bytes)
         return _row(entry, "stored", facts, uri=store.uri(key))
 
-    frames = {}
+    # Every image of every page of the run goes to one bounded pool: no tail at page boundaries.
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
-        for key, entries in manifests.items():
-            known = _known_facts(store, key)
-            rows = list(pool.map(lambda e: materialize_one(e, known), tables.records(entries)))
-            frames[key] = tables.frame("moon_images", rows)
-            context.log.info(f"page {key} done; {progress.line()}")
-
-    combined = pd.concat(frames.values(), ignore_index=True)
-    check = _completeness(store, manifests, combined, settings.max_failed_fraction)
+        # One listing for the whole step (not one request per image), while the earlier tables
+        # are read. Keys derive from nasa_id alone: a fact recorded on any page holds on another.
+        listing = pool.submit(store.sizes, "images/")
+        earlier = [pool.submit(_known_facts, store, page) for page in manifests]
+        existing.update(listing.result())
+        for table in earlier:
+            known.update(table.result())
+        pending: dict[str, list[dict | Future]] = {
+            page: [known_row(page, entry) or pool.submit(materialize_one, page, entry) for entry in _entries(frame)]
+            for page, frame in manifests.items()
+        }
+        try:
+            frames = {page: tables.frame("moon_images", [_done(r) for r in rows]) for page, rows in pending.items()}
+        except BaseException:
+            for rows in pending.values():
+                for row in rows:
+                    if isinstance(row, Future):
+                        row.cancel()
+            raise
+        combined = pd.concat(frames.values(), ignore_index=True)
+        check = _completeness(store, manifests, combined, settings.max_failed_fraction, existing, pool)
+    context.log.info(f"moon_images done; {progress.line()}")
     yield dg.Output(
         single_or_dict(frames),
         metadata={
@@ -156,7 +206,11 @@ def moon_images(
     yield check
 
 
-def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max_failed: float):
+def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max_failed: float,
+                  listed: dict[str, int], pool: ThreadPoolExecutor):
+    """`listed` is the step's own listing, taken before any write: already_stored rows were matched
+    against it, so storage is listed again only when this run wrote objects, and the sha256 sample
+    is drawn from the objects this run wrote (read back concurrently)."""
     problems = []
     expected = set().union(*(set(m["nasa_id"]) for m in manifests.values())) if manifests else set()
     missing = expected - set(images["nasa_id"])
@@ -167,13 +221,15 @@ def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max
     if unexplained.any():
         problems.append(f"{int(unexplained.sum())} failed rows without a reason")
     stored = images[images["status"].isin(STORED)]
-    sizes = store.sizes("images/")
-    wrong = [r.image_key for r in stored.itertuples() if sizes.get(r.image_key) != r.bytes]
+    written = images[images["status"] == "stored"]
+    sizes = store.sizes("images/") if len(written) else listed
+    wrong = list(stored["image_key"][stored["image_key"].map(sizes) != stored["bytes"]])
     if wrong:
         problems.append(f"{len(wrong)} stored objects missing or of another size, e.g. {wrong[:3]}")
-    sample = random.Random(0).sample(list(stored.itertuples()), min(len(stored), HASH_SAMPLE_PER_PAGE * len(manifests)))
-    bad_hash = [r.image_key for r in sample
-                if r.image_key not in wrong and sha256_of(store.iter_chunks(r.image_key)) != r.sha256]
+    candidates = list(written[~written["image_key"].isin(wrong)].itertuples())
+    sample = random.Random(0).sample(candidates, min(len(candidates), HASH_SAMPLE_PER_PAGE * len(manifests)))
+    hashes = pool.map(lambda r: sha256_of(store.iter_chunks(r.image_key)), sample)
+    bad_hash = [r.image_key for r, digest in zip(sample, hashes) if digest != r.sha256]
     if bad_hash:
         problems.append(f"sha256 mismatch for {bad_hash[:3]}")
     failed_share = len(failed) / len(images) if len(images) else 0.0

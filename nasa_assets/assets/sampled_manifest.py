@@ -14,24 +14,50 @@ from nasa_assets.validation import manifest_problems
 MANIFEST_VALID = "manifest_valid"
 
 
-def _resolve_renditions(client, rows: list[dict], workers: int) -> list[tuple[dict, dict | None, str | None]]:
-    """(row, renditions, failure) per row; collection.json look-ups run concurrently."""
+def _earlier_choices(pool: ThreadPoolExecutor, store, pages: list[str]) -> dict[str, tuple[str, str, str]]:
+    """nasa_id -> (raw, rendition, image_url) from the manifests these pages had before, read
+    concurrently; an item that moved to another page of the run is found too."""
+
+    def read(page):
+        try:
+            return store.read_parquet(table_key("sampled_manifest", page))
+        except (FileNotFoundError, ValueError):  # never materialized, or unreadable: look up again
+            return None
+
+    choices = {}
+    for earlier in pool.map(read, pages):
+        if earlier is not None and not earlier.empty:
+            columns = earlier[["nasa_id", "raw", "rendition", "image_url"]].itertuples(index=False)
+            choices.update((nasa_id, (raw, rendition, url)) for nasa_id, raw, rendition, url in columns)
+    return choices
+
+
+def _resolve_renditions(
+    pool: ThreadPoolExecutor, client, rows: list[dict], earlier: dict, preferred: str
+) -> list[tuple[dict, dict | None, str | None, bool]]:
+    """(row, renditions, failure, looked up on the file host) per row.
+
+    Format 1.1 items list their renditions. A format 1.0 item whose raw JSON is unchanged since the
+    earlier manifest chose the preferred rendition for it keeps that choice; the collection.json
+    look-ups of the others run concurrently."""
 
     def resolve(row):
         listed = manifest.listed_renditions(row)
         if listed is not None:
-            return row, listed, None
+            return row, listed, None, False
+        raw, rendition, url = earlier.get(row["nasa_id"], (None, None, None))
+        if raw == row["raw"] and rendition == preferred:
+            return row, {rendition: url}, None, False
         if not row.get("collection_url"):
-            return row, None, "no collection_url to list renditions"
+            return row, None, "no collection_url to list renditions", False
         try:
             return row, manifest.renditions_from_links(
                 [{"href": u, "render": "image"} for u in client.collection(row["collection_url"])]
-            ), None
+            ), None, True
         except FetchError as error:
-            return row, None, f"collection.json: {error.reason}"
+            return row, None, f"collection.json: {error.reason}", True
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rows) or 1))) as pool:
-        return list(pool.map(resolve, rows))
+    return list(pool.map(resolve, rows))
 
 
 @dg.asset(
@@ -57,14 +83,22 @@ def sampled_manifest(
     Rejected items are kept with their reason in <root>/rejected/<page>.parquet."""
     client, store = nasa.client(), storage.store()
     allowed = parse_allowed_hosts(nasa.allowed_hosts)
-    frames, per_page, all_rejected = {}, {}, []
-    for key, results in by_page(context, search_results).items():
-        rows = tables.records(results)
-        valid, rejected = manifest.screen(rows)
+    pages = {key: tables.records(results) for key, results in by_page(context, search_results).items()}
+    screened = {key: manifest.screen(rows) for key, rows in pages.items()}
+    sampled = {key: manifest.sample(valid, settings.sampling_factor) for key, (valid, _) in screened.items()}
+    # One pool for all pages of the run, so look-ups of a page range have no tail per page.
+    with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
+        earlier = _earlier_choices(pool, store, list(pages))
+        resolved = iter(_resolve_renditions(
+            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition
+        ))
+    frames, per_page, all_rejected, looked_up = {}, {}, [], 0
+    for key, rows in pages.items():
+        valid, rejected = screened[key]
         kept = []
-        for row, renditions, failure in _resolve_renditions(
-            client, manifest.sample(valid, settings.sampling_factor), settings.download_concurrency
-        ):
+        for _ in sampled[key]:
+            row, renditions, failure, fetched = next(resolved)
+            looked_up += fetched
             entry, reason = (None, failure) if failure else manifest.attach_image(
                 row, renditions, settings.rendition, allowed
             )
@@ -79,6 +113,8 @@ def sampled_manifest(
                          "rejected": len(rejected)}
         all_rejected += rejected
         context.log.info(f"page {key}: {per_page[key]}")
+    context.log.info(f"{looked_up} collection.json look-ups (other items list their renditions, "
+                     f"or are unchanged since the earlier manifest)")
 
     combined = pd.concat(frames.values(), ignore_index=True)
     problems = manifest_problems(combined, allowed)
@@ -99,8 +135,11 @@ def sampled_manifest(
             "sampled": len(combined),
             "rejected": len(all_rejected),
             "rejected_reasons": reasons,
+            # Items whose text the parser cleaned (control characters removed, over-long text cut).
+            "normalised": manifest.normalisation_counts([r for rows in pages.values() for r in rows]),
             "per_page": per_page,
             "sampling_factor": settings.sampling_factor,
+            "collection_lookups": looked_up,
             "rejected_uris": [store.uri(table_key("rejected", k)) for k in frames],
             "preview": dg.MetadataValue.md(_preview(combined)),
         },

@@ -12,12 +12,19 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
 from nasa_assets.nasa.parsing import SearchPage, SearchResponseError, is_results_cap, parse_search_response
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import redact, url_block_reason
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A request that broke off on the wire: no connection, a reset, a stall past the read timeout,
+# or a body shorter than its Content-Length. Worth retrying; the message is never kept (it can
+# carry the URL, query string included).
+TRANSIENT_ERRORS = (
+    requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError,
+)
 MAX_REDIRECTS = 5
 USER_AGENT = "nasa_assets/0.1 (+https://github.com/; dataset builder)"
 
@@ -99,6 +106,15 @@ class NasaClient:
         # Full jitter: concurrent steps that failed together do not retry together.
         return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
+    def _shown(self, url: str) -> str:
+        """A URL for a message: secret query values redacted, and the API key wherever it hides."""
+        shown = redact(url)
+        return shown.replace(self._api_key, "REDACTED") if self._api_key else shown
+
+    def pause(self, attempt: int) -> None:
+        """Sleep before retry number attempt + 1 of something larger than one request."""
+        self._sleep(self._delay(attempt))
+
     def _get(
         self, url: str, *, params: dict | None = None, stream: bool = False,
         limited: bool = False, may_visit: Callable[[str], str | None],
@@ -106,7 +122,9 @@ class NasaClient:
         """GET with retries on 429/5xx and connection errors, following only allowed redirects.
 
         Returns the final response, whatever its status once retries are spent. Raises FetchError
-        for a refused URL, and requests.ConnectionError (message redacted) when no response came.
+        for a refused URL or a request that cannot be sent, and requests.ConnectionError (message
+        redacted) when no complete response came. A non-streamed body is read here, so one cut
+        short is retried too.
         """
         last_problem = ""
         last_response: requests.Response | None = None
@@ -119,7 +137,7 @@ class NasaClient:
                 for _ in range(MAX_REDIRECTS + 1):
                     blocked = may_visit(target)
                     if blocked:
-                        raise FetchError(f"refused {redact(target)}: {blocked}")
+                        raise FetchError(f"refused {self._shown(target)}: {blocked}")
                     if limited:
                         self.rate_limiter.acquire()
                         self.api_requests += 1
@@ -134,10 +152,13 @@ class NasaClient:
                         continue
                     break
                 else:
-                    raise FetchError(f"too many redirects from {redact(url)}")
-            except (requests.ConnectionError, requests.Timeout) as error:
+                    raise FetchError(f"too many redirects from {self._shown(url)}")
+            except TRANSIENT_ERRORS as error:
                 last_problem = type(error).__name__
                 continue
+            except requests.RequestException as error:  # e.g. a URL requests cannot send
+                problem = type(error).__name__
+                raise FetchError(f"GET {self._shown(target)} failed: {problem}") from None
             if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
                 last_problem = f"HTTP {response.status_code}"
                 last_response = response
@@ -145,7 +166,7 @@ class NasaClient:
                 continue
             return response
         raise requests.ConnectionError(
-            f"GET {redact(url)} failed after {self.max_retries + 1} attempts: {last_problem}"
+            f"GET {self._shown(url)} failed after {self.max_retries + 1} attempts: {last_problem}"
         )
 
     def _api_host_only(self, target: str) -> str | None:

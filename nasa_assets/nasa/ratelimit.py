@@ -49,5 +49,6 @@ _shared_lock = threading.Lock()
 
 def shared_limiter(key: str, limit: int) -> RateLimiter:
     """One limiter per (API root, limit) in this process, so concurrent steps share the budget."""
+    key = key.rstrip("/")  # "https://images-api.nasa.gov/" is the same API as without the slash
     with _shared_lock:
         return _shared.setdefault((key, limit), RateLimiter(limit))

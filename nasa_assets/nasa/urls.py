@@ -53,10 +53,18 @@ def redact(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<malformed url>"
-    if not parts.query:
+    # A fragment can look like a query too ("#?api_key=..."): it is shown, so it is redacted.
+    query, fragment = _redact_pairs(parts.query), _redact_pairs(parts.fragment)
+    if (query, fragment) == (parts.query, parts.fragment):
         return url
-    query = [
-        (k, "REDACTED" if k.lower() in SECRET_PARAMS else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=query, fragment=fragment))
+
+
+def _redact_pairs(text: str) -> str:
+    if "=" not in text:
+        return text
+    pairs = parse_qsl(text, keep_blank_values=True)
+    secret = [k.strip("?&").lower() in SECRET_PARAMS for k, _ in pairs]
+    if not any(secret):
+        return text
+    return urlencode([(k, "REDACTED" if s else v) for (k, v), s in zip(pairs, secret)])

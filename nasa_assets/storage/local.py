@@ -1,8 +1,11 @@
 """Local-folder store: the embedded default when no bucket is configured."""
 
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -10,9 +13,13 @@ from typing import BinaryIO
 from nasa_assets.storage.base import ObjectStore
 
 # Writes land in <root>/.incoming first and are renamed into place, so a killed run never
-# leaves a partial file under a final key. The pid in the name lets a later run tell a dead
-# writer's leftovers from a live one's.
+# leaves a partial file under a final key. The writer's pid and host in the name let a later run
+# tell a dead writer's leftovers from a live one's; a file nobody touched for STALE_AFTER seconds
+# is a leftover whoever wrote it (a pid reused after a restart, e.g. pid 1 in a container, or a
+# writer on another host sharing the folder). A write into .incoming is one local copy: seconds.
 INCOMING = ".incoming"
+STALE_AFTER = 15 * 60
+_HOST_TAG = "h" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class LocalStore(ObjectStore):
@@ -34,7 +41,8 @@ class LocalStore(ObjectStore):
         incoming = self.root / INCOMING
         incoming.mkdir(parents=True, exist_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=incoming, prefix=f"{os.getpid()}-{uuid.uuid4().hex[:8]}-")
+        prefix = f"{os.getpid()}-{_HOST_TAG}-{uuid.uuid4().hex[:8]}-"
+        fd, tmp = tempfile.mkstemp(dir=incoming, prefix=prefix)
         try:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(fileobj, out, 1 << 20)
@@ -70,13 +78,21 @@ class LocalStore(ObjectStore):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def remove_orphans(self) -> int:
-        """Delete temporary files of writers that no longer run; returns how many."""
+    def remove_orphans(self, stale_after: float = STALE_AFTER) -> int:
+        """Delete temporary files of writers that no longer run, or that nobody touched for
+        `stale_after` seconds; returns how many."""
         incoming = self.root / INCOMING
         removed = 0
         for path in incoming.glob("*") if incoming.is_dir() else []:
-            pid = path.name.split("-", 1)[0]
-            if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            pid, host = (path.name.split("-") + [""])[:2]
+            # Names without a host tag come from this host (the format before the tag).
+            here = host == _HOST_TAG or not (host.startswith("h") and len(host) == 9)
+            live = pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))) if here else True
+            try:
+                stale = time.time() - path.stat().st_mtime > stale_after
+            except FileNotFoundError:
+                continue  # renamed into place meanwhile
+            if live and not stale:
                 continue
             path.unlink(missing_ok=True)
             removed += 1

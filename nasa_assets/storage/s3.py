@@ -2,14 +2,42 @@
 
 from typing import BinaryIO
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from nasa_assets.storage.base import ObjectStore
 
-# Below this a single PUT (one request); above, a multipart upload, which s3transfer aborts on
-# failure, so no partial object ever appears under the key.
+# Below this a single PUT (one request); above, a multipart upload in parts of this size, aborted
+# on failure, so no partial object ever appears under the key.
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
+PART_SIZE = MULTIPART_THRESHOLD
+
+
+class _Slice:
+    """A read-only window [start, start + size) of a seekable file, streamed by botocore.
+
+    Parts are sent one after the other straight from the file: s3transfer's upload_fileobj would
+    read every part of a file object into memory first (16 parallel 60 MB images = ~1 GB)."""
+
+    def __init__(self, fileobj: BinaryIO, start: int, size: int):
+        self._file, self._start, self._size, self._pos = fileobj, start, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._size - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        if n <= 0:
+            return b""
+        self._file.seek(self._start + self._pos)
+        data = self._file.read(n)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def _missing(error: ClientError) -> bool:
@@ -22,10 +50,6 @@ class S3Store(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self._transfer = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
-            max_concurrency=4,
-        )
 
     def _key(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):
@@ -48,9 +72,40 @@ class S3Store(ObjectStore):
         if size < MULTIPART_THRESHOLD:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=fileobj, **extra)
         else:
-            self.client.upload_fileobj(
-                fileobj, self.bucket, self._key(key), ExtraArgs=extra or None, Config=self._transfer
+            self._put_multipart(self._key(key), fileobj, start, size, extra)
+
+    def _put_multipart(self, full_key: str, fileobj: BinaryIO, start: int, size: int, extra: dict) -> None:
+        """Parts streamed from the file one at a time (images already upload in parallel).
+
+        Per-part CRC32 checksums as s3transfer sends them, unless the client is configured to
+        send checksums only when required (for S3-compatible stores without them)."""
+        checksum = {}
+        if getattr(self.client.meta.config, "request_checksum_calculation", None) == "when_supported":
+            checksum = {"ChecksumAlgorithm": "CRC32"}
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full_key, **extra, **checksum
+        )["UploadId"]
+        try:
+            parts = []
+            for number, offset in enumerate(range(0, size, PART_SIZE), start=1):
+                body = _Slice(fileobj, start + offset, min(PART_SIZE, size - offset))
+                response = self.client.upload_part(
+                    Bucket=self.bucket, Key=full_key, UploadId=upload_id, PartNumber=number, Body=body,
+                    **checksum,
+                )
+                part = {"PartNumber": number, "ETag": response["ETag"]}
+                if "ChecksumCRC32" in response:
+                    part["ChecksumCRC32"] = response["ChecksumCRC32"]
+                parts.append(part)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+            except Exception:  # the original error matters more; S3 lifecycle rules clean up leftovers
+                pass
+            raise
 
     def open(self, key: str) -> BinaryIO:
         try:

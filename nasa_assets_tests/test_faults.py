@@ -1,0 +1,405 @@
+"""Flaky networks and failing storage (issue 5): every fault mode of the NASA double, retried with
+backoff and jitter within bounds, nothing partial ever stored, failures recorded and budgeted.
+
+Client-level tests use a recording sleep (no real waiting); page-level tests run the real assets
+against the double, into a local folder and into S3 (moto's server mode)."""
+
+import hashlib
+import io
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from nasa_assets.imaging import download_to_store
+from nasa_assets.keys import image_key
+from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient
+from nasa_assets.nasa.ratelimit import RateLimiter
+from nasa_assets.nasa.urls import parse_allowed_hosts
+from nasa_assets.storage import LocalStore, S3Store
+from nasa_assets.storage.local import INCOMING
+from nasa_assets.storage.s3 import MULTIPART_THRESHOLD
+from nasa_assets_tests.helpers import (
+    assert_image_matches,
+    local_env,
+    materialize_pages,
+    read_table,
+)
+
+MB = 1 << 20
+BACKOFF = 0.5  # NasaClient's default
+TRANSIENT = ["429", "500", "502", "503", "reset", "truncate", "slow:1"]
+
+
+def make_client(double, sleeps: list, **options) -> NasaClient:
+    options.setdefault("read_timeout", 0.3)
+    return NasaClient(
+        base_url=double.base_url, allowed_hosts=parse_allowed_hosts(double.host),
+        rate_limiter=RateLimiter(10_000), sleep=sleeps.append, **options,
+    )
+
+
+def assert_backoff(sleeps: list, fault: str) -> None:
+    if fault == "429":
+        assert sleeps == [1.0] * len(sleeps)  # the double's Retry-After: 1, honoured
+    else:
+        for attempt, delay in enumerate(sleeps):  # full jitter under an exponential ceiling
+            assert 0 <= delay <= BACKOFF * 2**attempt
+
+
+def no_incoming(root) -> bool:
+    incoming = root / INCOMING
+    return not incoming.exists() or not any(incoming.iterdir())
+
+
+# --- the client: each fault is retried, with backoff, and the retries are bounded --------------
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_search_fault_is_retried_until_it_succeeds(nasa_double, fault):
+    sleeps = []
+    client = make_client(nasa_double, sleeps)
+    nasa_double.faults = {"search": [fault, fault]}
+    page = client.search_page("moon", 1)
+    assert len(page.items) == 100
+    assert nasa_double.counts["search"] == 3
+    assert len(sleeps) == 2
+    assert_backoff(sleeps, fault)
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_collection_fault_is_retried_until_it_succeeds(nasa_double, fault):
+    sleeps = []
+    client = make_client(nasa_double, sleeps)
+    href = nasa_double.corpus()[30]["href"]
+    nasa_double.faults = {"collection": [fault]}
+    urls = client.collection(href)
+    assert any(u.endswith("~large.jpg") for u in urls)
+    assert nasa_double.counts["collection"] == 2
+    assert len(sleeps) == 1
+    assert_backoff(sleeps, fault)
+
+
+class RecordingStore(LocalStore):
+    """A LocalStore that remembers every object handed to it."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.puts: list[tuple[str, bytes]] = []
+
+    def put_file(self, key, fileobj, **kw):
+        data = fileobj.read()
+        self.puts.append((key, data))
+        super().put_file(key, io.BytesIO(data), **kw)
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_image_fault_is_retried_and_only_the_complete_body_is_stored(nasa_double, tmp_path, fault):
+    sleeps = []
+    client = make_client(nasa_double, sleeps)
+    store = RecordingStore(tmp_path)
+    nasa_id = nasa_double.corpus()[5]["data"][0]["nasa_id"]
+    url = f"{nasa_double.base_url}/image/{nasa_id}/{nasa_id}~large.jpg"
+    served = nasa_double.image_bytes_for(nasa_id, "large")
+    nasa_double.faults = {"image": [fault]}
+
+    facts = download_to_store(client, store, url, "images/x.jpg", max_bytes=10 * MB)
+
+    assert nasa_double.counts["image"] == 2
+    assert len(sleeps) == 1
+    assert_backoff(sleeps, fault)
+    # One object, and it is the whole body: the truncated attempt never reached the store.
+    assert store.puts == [("images/x.jpg", served)]
+    assert (tmp_path / "images/x.jpg").read_bytes() == served
+    assert facts.sha256 == hashlib.sha256(served).hexdigest() and facts.bytes == len(served)
+    assert no_incoming(tmp_path)
+
+
+def test_a_body_that_stalls_past_the_read_timeout_is_fetched_again(nasa_double, tmp_path):
+    """The double's slow fault delays the headers; here the body stops half way instead."""
+    body = nasa_double.image_bytes_for(nasa_double.corpus()[5]["data"][0]["nasa_id"], "large")
+    calls = []
+
+    class Stalling(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            calls.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if len(calls) == 1:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                time.sleep(1.0)  # past the client's read timeout of 0.3 s
+                return
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        sleeps = []
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
+                            rate_limiter=RateLimiter(10), sleep=sleeps.append, read_timeout=0.3)
+        store = RecordingStore(tmp_path)
+        download_to_store(client, store, f"http://{host}/x~large.jpg", "images/x.jpg", 10 * MB)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(calls) == 2 and len(sleeps) == 1
+    assert store.puts == [("images/x.jpg", body)]
+
+
+def test_search_retries_are_bounded_and_the_error_is_clean(nasa_double):
+    sleeps = []
+    client = make_client(nasa_double, sleeps, max_retries=3, api_key="k3y-NOT-FOR-LOGS")
+    nasa_double.faults = {"search": ["500"] * 10}
+    with pytest.raises(NasaApiError) as raised:
+        client.search_page("moon", 2)
+    assert nasa_double.counts["search"] == 4  # 1 + max_retries, then it gives up
+    assert len(sleeps) == 3
+    assert_backoff(sleeps, "500")
+    assert str(raised.value) == "search page 2: HTTP 500 Injected HTTP 500"
+    assert raised.value.__cause__ is None
+
+
+def test_search_gives_up_on_a_dead_connection_without_leaking_the_url(nasa_double):
+    sleeps = []
+    client = make_client(nasa_double, sleeps, max_retries=2, api_key="k3y-NOT-FOR-LOGS")
+    nasa_double.faults = {"search": ["reset"] * 10}
+    with pytest.raises(NasaApiError) as raised:
+        client.search_page("moon", 1)
+    assert nasa_double.counts["search"] == 3
+    message = str(raised.value)
+    assert "failed after 3 attempts" in message and "k3y" not in message and "api_key" not in message
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("503", "HTTP 503 from the file host"),
+    ("reset", "failed after 3 attempts: ConnectionError"),
+])
+def test_image_retries_do_not_multiply(nasa_double, tmp_path, fault, reason):
+    """Errors before the body are retried by the client alone: 1 + max_retries requests."""
+    sleeps = []
+    client = make_client(nasa_double, sleeps, max_retries=2)
+    nasa_id = nasa_double.corpus()[5]["data"][0]["nasa_id"]
+    nasa_double.faults = {"by_id": {nasa_id: fault}}
+    url = f"{nasa_double.base_url}/image/{nasa_id}/{nasa_id}~large.jpg"
+    with pytest.raises(FetchError, match=reason):
+        download_to_store(client, LocalStore(tmp_path), url, "images/x.jpg", max_bytes=10 * MB)
+    assert nasa_double.counts["image"] == 3
+    assert len(sleeps) == 2
+    assert not (tmp_path / "images").exists()
+
+
+def test_truncated_every_time_gives_up_after_three_transfers_and_stores_nothing(nasa_double, tmp_path):
+    sleeps = []
+    client = make_client(nasa_double, sleeps)
+    nasa_id = nasa_double.corpus()[5]["data"][0]["nasa_id"]
+    nasa_double.faults = {"by_id": {nasa_id: "truncate"}}
+    url = f"{nasa_double.base_url}/image/{nasa_id}/{nasa_id}~large.jpg"
+    with pytest.raises(FetchError) as raised:
+        download_to_store(client, LocalStore(tmp_path), url, "images/x.jpg", max_bytes=10 * MB)
+    assert raised.value.reason == "transfer interrupted (ChunkedEncodingError); gave up after 3 attempts"
+    assert nasa_double.counts["image"] == 3
+    assert len(sleeps) == 2 and all(0 <= s <= BACKOFF * 2**i for i, s in enumerate(sleeps))
+    assert not (tmp_path / "images").exists()
+    assert no_incoming(tmp_path)
+
+
+def test_backoff_has_jitter_and_a_ceiling(nasa_double):
+    client = make_client(nasa_double, [], max_backoff=4.0)
+    delays = [client._delay(attempt) for attempt in (6,) * 50]
+    assert len(set(delays)) > 40  # full jitter: concurrent failures do not retry in step
+    assert all(0 <= d <= 4.0 for d in delays)
+
+    def response(retry_after: str) -> requests.Response:
+        r = requests.Response()
+        r.status_code, r.headers["Retry-After"] = 429, retry_after
+        return r
+
+    assert client._delay(0, response("2")) == 2.0
+    assert client._delay(0, response("3600")) == 4.0  # a hostile Retry-After is capped
+    assert 0 <= client._delay(0, response("Wed, 21 Oct 2015 07:28:00 GMT")) <= 4.0  # in the past
+    assert 0 <= client._delay(0, response("soon")) <= BACKOFF  # unparsable: plain backoff
+
+
+# --- whole pages -------------------------------------------------------------------------------
+
+
+def checks_of(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_page_survives_every_transient_fault(target, nasa_double):
+    env, store = target
+    env["NASA_READ_TIMEOUT"] = "0.5"
+    image_faults = ["429", "500", "502", "503", "reset", "truncate", "slow:2", "truncate"]
+    nasa_double.faults = {
+        "search": ["503", "reset", "truncate"],
+        "collection": ["truncate", "500", "reset", "slow:2", "429"],
+        "image": list(image_faults),
+    }
+    result = materialize_pages(env, "0001")
+    assert result.success
+
+    assert nasa_double.counts["search"] == 4
+    assert nasa_double.counts["image"] == 100 + len(image_faults)  # each fault cost one retry
+    images = read_table(store.get("moon_images/0001.parquet"))
+    assert len(images) == 100 and set(images["status"]) == {"stored"}
+    assert store.image_keys() == sorted(images["image_key"])  # one object per image, nothing else
+    for row in images.to_dict("records"):
+        data = store.get(row["image_key"])
+        assert_image_matches(data, row)
+        assert data == nasa_double.image_bytes_for(row["nasa_id"], "large")
+    assert {name: e.passed for name, e in checks_of(result).items()} == {
+        "manifest_valid": True, "images_complete": True}
+
+
+def test_an_image_that_keeps_failing_is_a_failed_row_within_the_budget(target, nasa_double):
+    env, store = target
+    env["NASA_MAX_RETRIES"] = "1"
+    ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()[:100]]
+    broken = {ids[10]: "500", ids[20]: "truncate", ids[30]: "reset"}
+    nasa_double.faults = {"by_id": broken}
+
+    result = materialize_pages(env, "0001")
+    assert result.success  # the page is not crashed by three images
+
+    images = read_table(store.get("moon_images/0001.parquet")).set_index("nasa_id")
+    assert (images["status"] == "failed").sum() == 3
+    assert images.loc[ids[10], "error"] == "HTTP 500 from the file host"
+    assert images.loc[ids[20], "error"] == "transfer interrupted (ChunkedEncodingError); gave up after 3 attempts"
+    assert images.loc[ids[30], "error"].endswith("failed after 2 attempts: ConnectionError")
+    for nasa_id in broken:
+        assert images.loc[nasa_id, ["bytes", "sha256", "image_uri"]].isna().all()
+        assert not store.exists(images.loc[nasa_id, "image_key"])  # no object, not even a partial one
+    assert (images["status"] == "stored").sum() == 97
+
+    check = checks_of(result)["images_complete"]
+    assert check.passed  # 3% failed, default MAX_FAILED_FRACTION is 5%
+    assert check.metadata["failed"].value == 3
+    examples = {e["nasa_id"]: e["error"] for e in check.metadata["failed_examples"].value}
+    assert examples.keys() == broken.keys()
+
+    # A tighter budget turns the same outcome into a failed check; only the failures are retried.
+    nasa_double.reset_counts()
+    result = materialize_pages(env | {"MAX_FAILED_FRACTION": "0.02"}, "0001")
+    assert nasa_double.counts["image"] == 2 + 3 + 2  # 500 and reset: 2 requests each, truncate: 3
+    check = checks_of(result)["images_complete"]
+    assert not check.passed
+    assert result.success  # the check is not blocking: the run shows it failed, the table stays
+    assert "3 of 100 images failed (budget 2%)" in check.metadata["problems"].value
+
+
+def test_search_that_never_recovers_fails_the_step_and_writes_nothing(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="2")
+    nasa_double.faults = {"search": ["500"] * 10}
+    result = materialize_pages(env, "0001")
+    assert not result.success
+    assert nasa_double.counts["search"] == 3
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["search_results"]
+    assert failures[0].event_specific_data.error.cause.message.startswith(
+        "nasa_assets.nasa.client.NasaApiError: search page 1: HTTP 500")
+    assert nasa_double.counts["image"] == nasa_double.counts["collection"] == 0
+    assert not any(tmp_path.rglob("*.parquet"))
+
+
+def test_tables_are_written_after_the_images_they_describe(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path)
+    assert materialize_pages(env, "0001").success
+    table = (tmp_path / "moon_images/0001.parquet").stat().st_mtime_ns
+    images = [p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()]
+    assert len(images) == 100 and max(images) <= table
+
+
+def test_a_step_that_dies_while_storing_images_writes_no_table(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path)
+    victim = nasa_double.corpus()[40]["data"][0]["nasa_id"]
+    # A directory where the image should go: renaming the downloaded file into place fails.
+    (tmp_path / image_key(victim, "x~large.jpg")).mkdir(parents=True)
+    result = materialize_pages(env, "0001")
+    assert not result.success
+    assert not (tmp_path / "moon_images").exists()  # no table claims images that are not there
+    assert no_incoming(tmp_path)
+    ids = {image_key(i["data"][0]["nasa_id"], "x~large.jpg"): i["data"][0]["nasa_id"]
+           for i in nasa_double.corpus()[:100]}
+    files = [p for p in (tmp_path / "images").iterdir() if p.is_file()]
+    assert files
+    for path in files:  # every file that made it is complete
+        nasa_id = ids[f"images/{path.name}"]
+        assert path.read_bytes() == nasa_double.image_bytes_for(nasa_id, "large")
+
+
+# --- storage: no partial object under a final key ---------------------------------------------
+
+
+class FailingSource(io.RawIOBase):
+    """A seekable source of `size` bytes whose reads fail once past `fail_at`."""
+
+    def __init__(self, size: int, fail_at: int):
+        self.size, self.fail_at, self.pos = size, fail_at, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        self.pos = {0: 0, 1: self.pos, 2: self.size}[whence] + offset
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def read(self, n=-1):
+        n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        if self.pos + n > self.fail_at:
+            raise ConnectionResetError("source went away mid-upload")
+        self.pos += n
+        return b"\x5a" * n
+
+
+def assert_no_uploads_left(s3_client, bucket):
+    uploads = s3_client.list_multipart_uploads(Bucket=bucket)
+    assert uploads.get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("size, fail_at", [
+    (40 * MB, 20 * MB),  # multipart: fails in the second part
+    (2 * MB, 1 * MB),  # a single PUT
+])
+def test_s3_upload_failing_midway_leaves_no_object_and_no_upload(s3_client, s3_bucket, size, fail_at):
+    store = S3Store(s3_client, s3_bucket, "moon_dataset")
+    with pytest.raises(ConnectionResetError):
+        store.put_file("images/big.jpg", FailingSource(size, fail_at))
+    assert store.size("images/big.jpg") is None
+    assert s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", []) == []
+    assert_no_uploads_left(s3_client, s3_bucket)
+
+
+def test_s3_failed_overwrite_keeps_the_previous_object(s3_client, s3_bucket):
+    store = S3Store(s3_client, s3_bucket, "moon_dataset")
+    store.put_bytes("images/big.jpg", b"complete image")
+    with pytest.raises(ConnectionResetError):
+        store.put_file("images/big.jpg", FailingSource(40 * MB, 20 * MB))
+    assert store.get_bytes("images/big.jpg") == b"complete image"
+    assert_no_uploads_left(s3_client, s3_bucket)
+
+
+def test_s3_multipart_upload_stores_the_exact_bytes(s3_client, s3_bucket):
+    data = random.Random(1).randbytes(MULTIPART_THRESHOLD + 3 * MB)
+    store = S3Store(s3_client, s3_bucket, "moon_dataset")
+    store.put_file("images/big.jpg", io.BytesIO(data), metadata={"sha256": "x"})
+    assert hashlib.sha256(store.get_bytes("images/big.jpg")).digest() == hashlib.sha256(data).digest()
+    assert store.metadata("images/big.jpg") == {"sha256": "x"}
+    assert_no_uploads_left(s3_client, s3_bucket)
