@@ -28,7 +28,7 @@ def _chunks(keys: list[str]) -> list[tuple[str, str]]:
     return runs
 
 
-def run(pages: str) -> int:
+def run(pages: str, with_dataset: bool = True) -> int:
     from nasa_assets.partitions import parse_page_range
 
     try:
@@ -56,6 +56,13 @@ def run(pages: str) -> int:
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, f"{start}" if start == end else f"{start}...{end}")
+    if with_dataset:
+        # Consolidate every page stored so far: <root>/moon_dataset.parquet and the card.
+        result = dg.materialize(
+            defs.assets, selection=["moon_dataset"], resources=defs.resources, instance=instance,
+            raise_on_error=False, run_config=QUIET_LOGS,
+        )
+        ok &= _report(result, "all pages")
     print(f"nasa_assets: dataset at {store.root_uri}")
     return 0 if ok else 1
 
@@ -75,6 +82,9 @@ def _report(result, label: str) -> bool:
         elif name == "sampled_manifest":
             print(f"  {label} sampled_manifest: {meta.get('sampled')} sampled of {meta.get('items')}, "
                   f"{meta.get('rejected')} rejected {meta.get('rejected_reasons') or ''}")
+        elif name == "moon_dataset":
+            print(f"  {label} moon_dataset: {meta.get('row_count')} images in "
+                  f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")
         else:
             print(f"  {label} {name}: {meta.get('row_count')} rows")
     for evaluation in result.get_asset_check_evaluations():
@@ -95,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialize moon_images_job for a page range")
     run_parser.add_argument("--pages", default="0001", help="1, 1-5, 0001...0005 or 1,3,7 (default 0001)")
+    run_parser.add_argument(
+        "--no-dataset", action="store_true", help="skip rebuilding moon_dataset and its card afterwards"
+    )
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env", override=False)
-    return run(args.pages)
+    return run(args.pages, with_dataset=not args.no_dataset)
 
 
 if __name__ == "__main__":

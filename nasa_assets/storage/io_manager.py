@@ -32,6 +32,22 @@ class ParquetStoreIOManager(dg.UPathIOManager):
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         return self.store.read_parquet(path.as_posix())  # FileNotFoundError when absent
 
+    def load_partitions(self, context: dg.InputContext):
+        """Several pages: one listing finds the stored ones, and with allow_missing_partitions
+        the rest are skipped with one log line instead of one warning per page."""
+        paths = self._get_paths_for_partitions(context)
+        if len(paths) == 1:
+            return super().load_partitions(context)
+        metadata = context.definition_metadata or {}
+        folder = next(iter(paths.values())).parent.as_posix()
+        present = set(self.store.sizes(folder + "/"))
+        missing = sorted(k for k, p in paths.items() if p.as_posix() not in present)
+        if missing and not metadata.get("allow_missing_partitions", False):
+            raise FileNotFoundError(f"{folder}: pages {missing[:10]} are not stored")
+        if missing:
+            context.log.info(f"{folder}: {len(missing)} of {len(paths)} pages not materialized yet, skipped")
+        return {k: self.load_from_path(context, p) for k, p in sorted(paths.items()) if k not in missing}
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         """Unlike the stock manager, a single run may cover several pages (a single-run
         backfill): the asset then returns {partition_key: DataFrame}, one object per page."""

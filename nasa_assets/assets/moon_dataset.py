@@ -1,0 +1,248 @@
+"""moon_dataset: every stored image of the pages materialized so far, in one table, with a card."""
+
+import random
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from nasa_assets import tables
+from nasa_assets.card import CardFacts, Summary, human_bytes, page_ranges, render_card, summarize
+from nasa_assets.dataset import CARD_KEY, MANIFEST_KEY
+from nasa_assets.imaging import sha256_of
+from nasa_assets.partitions import MAX_PAGES, page_number
+from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
+from nasa_assets.sampling import split_for
+from nasa_assets.storage import ObjectStore
+
+UNIQUE_NASA_ID = "unique_nasa_id"
+URIS_EXIST = "uris_exist"
+SHA256_SAMPLE = "sha256_sample"
+STORED = ("stored", "already_stored")
+PREVIEW_IMAGES = 6
+METADATA_COLUMNS = ("title", "description", "date_created", "center", "keywords", "photographer",
+                    "location")
+IMAGE_COLUMNS = ("image_key", "image_uri", "rendition", "source_url", "bytes", "sha256", "width",
+                 "height", "format")
+
+# Why not eager(): it waits for *all* upstream partitions (100 pages) to exist, so it would
+# never fire while some pages are unmaterialized. Why not eager() minus any_deps_missing (the
+# docs' "eager_allow_missing"): in Dagster 1.13 AND/OR drop the timestamps SinceCondition uses to
+# order a trigger and a reset seen on the same tick, so a page that lands between the tick that
+# requested a rebuild and the next tick is forgotten (verified in test_dataset). Here the trigger
+# (some page of moon_images / sampled_manifest updated) and the reset (a rebuild was requested)
+# both carry their timestamps, so a later page update survives and causes one more rebuild.
+# Nothing is requested while any page or the dataset itself is being materialized (queued runs
+# included), so a backfill or a burst of page runs gives one rebuild, not one per page.
+AUTOMATION = (
+    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+    .since(dg.AutomationCondition.newly_requested())
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("any_page_updated_since_last_request")
+
+
+class MoonDatasetConfig(dg.Config):
+    sha256_sample_size: int = Field(
+        20, ge=0, description="How many stored images the sha256_sample check re-reads and hashes."
+    )
+
+
+def pages_of(loaded, keys: list[str]) -> dict[str, pd.DataFrame]:
+    """Upstream pages as {page key: table}, in page order. The IO manager passes a dict of the
+    pages it found, or a bare table when only one page was asked for (`keys` has it)."""
+    if loaded is None:
+        return {}
+    if isinstance(loaded, dict):
+        return {k: v for k, v in sorted(loaded.items()) if v is not None}
+    return {keys[0]: loaded}
+
+
+def build_manifest(
+    images: dict[str, pd.DataFrame], manifests: dict[str, pd.DataFrame], fractions: dict[str, float]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per distinct stored nasa_id, first occurrence in page order; (table, counts).
+
+    Metadata comes from the same page's manifest row, or the first page listing the id when that
+    page's manifest was rewritten since its images were stored."""
+    by_page = {page: {r["nasa_id"]: r for r in tables.records(m)} for page, m in manifests.items()}
+    anywhere: dict[str, dict] = {}
+    for page in sorted(by_page):
+        for nasa_id, row in by_page[page].items():
+            anywhere.setdefault(nasa_id, row)
+    rows, seen = [], set()
+    stats = {"image_rows": 0, "not_stored": 0, "duplicates": 0, "without_metadata": 0}
+    for page, frame in sorted(images.items()):
+        for image in tables.records(frame):
+            stats["image_rows"] += 1
+            if image["status"] not in STORED:
+                stats["not_stored"] += 1
+                continue
+            nasa_id = image["nasa_id"]
+            if nasa_id in seen:
+                stats["duplicates"] += 1
+                continue
+            seen.add(nasa_id)
+            meta = by_page.get(page, {}).get(nasa_id) or anywhere.get(nasa_id)
+            if meta is None:
+                stats["without_metadata"] += 1
+                meta = {}
+            rows.append({
+                "nasa_id": nasa_id,
+                "split": split_for(nasa_id, fractions),
+                "page": page_number(page),
+                **{c: meta.get(c) for c in METADATA_COLUMNS},
+                **{c: image[c] for c in IMAGE_COLUMNS},
+            })
+    return tables.frame("moon_dataset", rows), stats
+
+
+def check_unique(manifest: pd.DataFrame) -> dg.AssetCheckResult:
+    duplicated = manifest.loc[manifest["nasa_id"].duplicated(keep=False), "nasa_id"]
+    missing = int(manifest["nasa_id"].isna().sum())
+    return dg.AssetCheckResult(
+        check_name=UNIQUE_NASA_ID,
+        passed=duplicated.empty and not missing,
+        metadata={"duplicated": sorted(set(duplicated.dropna()))[:10], "null_ids": missing},
+    )
+
+
+def check_uris(manifest: pd.DataFrame, sizes: dict[str, int]) -> dg.AssetCheckResult:
+    missing, wrong = [], []
+    for row in manifest[["image_key", "bytes"]].itertuples():
+        size = sizes.get(row.image_key)
+        if size is None:
+            missing.append(row.image_key)
+        elif size != row.bytes:
+            wrong.append({"image_key": row.image_key, "recorded": int(row.bytes), "stored": size})
+    return dg.AssetCheckResult(
+        check_name=URIS_EXIST,
+        passed=not missing and not wrong,
+        metadata={
+            "checked": len(manifest),
+            "missing": len(missing),
+            "missing_examples": missing[:10],
+            "wrong_size": len(wrong),
+            "wrong_size_examples": wrong[:10],
+        },
+    )
+
+
+def check_sha256_sample(manifest: pd.DataFrame, store: ObjectStore, size: int) -> dg.AssetCheckResult:
+    """Re-hash up to `size` images, the same sample for the same table (seeded)."""
+    rows = list(manifest[["image_key", "sha256"]].itertuples())
+    sample = random.Random(0).sample(rows, min(size, len(rows)))
+    bad = []
+    for row in sample:
+        try:
+            if sha256_of(store.iter_chunks(row.image_key)) != row.sha256:
+                bad.append({"image_key": row.image_key, "problem": "sha256 differs"})
+        except FileNotFoundError:
+            bad.append({"image_key": row.image_key, "problem": "missing"})
+    return dg.AssetCheckResult(
+        check_name=SHA256_SAMPLE,
+        passed=not bad,
+        metadata={"sampled": len(sample), "mismatched": len(bad), "examples": bad[:10]},
+    )
+
+
+def _count_table(counts: dict[str, int], name: str) -> dg.MetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({name: k, "images": v}) for k, v in counts.items()],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, "string"), dg.TableColumn("images", "int")]),
+    )
+
+
+def preview_grid(manifest: pd.DataFrame, limit: int = PREVIEW_IMAGES, per_row: int = 3) -> str:
+    """A Markdown grid of the first few images: a link to each and a caption."""
+    if manifest.empty:
+        return "_no images yet_"
+    cells = []
+    for row in manifest.head(limit).itertuples():
+        title = str(row.title or "").replace("|", "/").replace("\n", " ")[:60]
+        cells.append(f"[**{row.nasa_id}**]({row.image_uri})<br>{title}<br>"
+                     f"{row.width}x{row.height} {row.format}, {row.split}")
+    cells += [""] * (-len(cells) % per_row)
+    lines = ["| " + " | ".join([" "] * per_row) + " |", "|" + "---|" * per_row]
+    for i in range(0, len(cells), per_row):
+        lines.append("| " + " | ".join(cells[i:i + per_row]) + " |")
+    return "\n".join(lines)
+
+
+def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
+              store: ObjectStore) -> dict:
+    return {
+        "row_count": summary.images,
+        "per_split": dg.MetadataValue.json(summary.per_split),
+        "per_center": _count_table(summary.per_center, "center"),
+        "per_decade": _count_table(summary.per_decade, "decade"),
+        "date_range": f"{summary.first_date} to {summary.last_date}" if summary.first_date else "none",
+        "total_bytes": summary.total_bytes,
+        "total_size": human_bytes(summary.total_bytes),
+        "pages_included": page_ranges(included),
+        "pages_included_count": len(included),
+        "pages_missing": MAX_PAGES - len(included),
+        "duplicates_dropped": stats["duplicates"],
+        "images_not_stored": stats["not_stored"],
+        "rows_without_metadata": stats["without_metadata"],
+        "preview": dg.MetadataValue.md(preview_grid(manifest)),
+        "dataset_uri": dg.MetadataValue.path(store.uri(MANIFEST_KEY)),
+        "card_uri": dg.MetadataValue.path(store.uri(CARD_KEY)),
+    }
+
+
+@dg.asset(
+    group_name="moon_dataset",
+    kinds={"python", "parquet"},
+    ins={
+        "moon_images": dg.AssetIn(metadata={"allow_missing_partitions": True}),
+        "sampled_manifest": dg.AssetIn(metadata={"allow_missing_partitions": True}),
+    },
+    automation_condition=AUTOMATION,
+    check_specs=[
+        dg.AssetCheckSpec(UNIQUE_NASA_ID, asset="moon_dataset",
+                          description="nasa_id is present and unique."),
+        dg.AssetCheckSpec(URIS_EXIST, asset="moon_dataset",
+                          description="Every image_key exists in storage with its recorded size."),
+        dg.AssetCheckSpec(SHA256_SAMPLE, asset="moon_dataset",
+                          description="The sha256 of a seeded random sample of images matches."),
+    ],
+)
+def moon_dataset(
+    context: dg.AssetExecutionContext,
+    config: MoonDatasetConfig,
+    moon_images,
+    sampled_manifest,
+    nasa: NasaApiResource,
+    settings: DatasetSettings,
+    storage: DatasetStorage,
+):
+    """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
+    metadata and a train/validation/test split; the dataset card is written next to it.
+
+    Pages not materialized yet are skipped and counted (pages_missing)."""
+    store = storage.store()
+    fractions = settings.splits()
+    images = pages_of(moon_images, context.asset_partition_keys_for_input("moon_images"))
+    manifests = pages_of(sampled_manifest, context.asset_partition_keys_for_input("sampled_manifest"))
+    manifest, stats = build_manifest(images, manifests, fractions)
+    included = sorted(images)
+    summary = summarize(manifest, list(fractions))
+    context.log.info(
+        f"{summary.images} images from {len(included)} pages ({page_ranges(included)}); {stats}"
+    )
+    checks = [
+        check_unique(manifest),
+        check_uris(manifest, store.sizes("images/")),  # one listing, not a request per image
+        check_sha256_sample(manifest, store, config.sha256_sample_size),
+    ]
+    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store))
+    # The IO manager has stored the table by now: the card describes a table that exists.
+    facts = CardFacts(
+        root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,
+        rendition=settings.rendition, split_fractions=fractions, pages_included=included,
+        pages_missing=MAX_PAGES - len(included),
+    )
+    store.put_bytes(CARD_KEY, render_card(summary, facts).encode("utf-8"),
+                    content_type="text/markdown; charset=utf-8")
+    yield from checks

@@ -1,0 +1,247 @@
+"""The dataset card (<root>/README.md) and the summary it shares with the asset's metadata.
+
+Pure functions: a manifest DataFrame and a few facts in, numbers and Markdown out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+from nasa_assets.tables import SCHEMAS
+
+NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
+UNKNOWN = "(unknown)"
+
+# What each column of moon_dataset means; the card lists them with their Parquet types.
+COLUMN_MEANINGS: dict[str, str] = {
+    "nasa_id": "NASA's identifier of the item; unique in this table",
+    "split": "train / validation / test (or the configured names), fixed by a hash of nasa_id",
+    "page": "the search page (1-100) where the image was first seen",
+    "title": "title given by NASA",
+    "description": "NASA's description (may contain credits and caption text)",
+    "date_created": "when the image was created, UTC",
+    "center": "NASA center that holds the item (HQ, JSC, KSC, JPL, ...)",
+    "keywords": "NASA's keywords, a list of strings (may be empty)",
+    "photographer": "credited photographer, when NASA lists one",
+    "location": "where the image was taken, when NASA lists it",
+    "image_key": "the image file, relative to the dataset root (images/<safe nasa_id>.<ext>)",
+    "image_uri": "absolute location of the image when it was stored (s3://... or file://...)",
+    "rendition": "which NASA rendition was kept: orig, large, medium, small or thumb",
+    "source_url": "where the image was downloaded from on NASA's file host",
+    "bytes": "size of the stored file in bytes",
+    "sha256": "SHA-256 of the stored file, hex",
+    "width": "width in pixels",
+    "height": "height in pixels",
+    "format": "file format as Pillow reports it (JPEG, PNG, TIFF, ...)",
+}
+
+
+@dataclass
+class Summary:
+    """Counts of one manifest, used by the card and the materialization metadata."""
+
+    images: int
+    total_bytes: int
+    per_split: dict[str, int]
+    per_center: dict[str, int]
+    per_rendition: dict[str, int]
+    per_decade: dict[str, int]
+    first_date: str | None
+    last_date: str | None
+
+
+@dataclass
+class CardFacts:
+    """What the card says besides the counts: where the data came from and how it was made."""
+
+    root_uri: str
+    query: str
+    sampling_factor: int
+    rendition: str
+    split_fractions: dict[str, float]
+    pages_included: list[str] = field(default_factory=list)
+    pages_missing: int = 0
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    counts = values.fillna(UNKNOWN).astype(str).replace("", UNKNOWN).value_counts()
+    # Largest first, then by name: the same manifest always gives the same order.
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {name: int(n) for name, n in ordered}
+
+
+def summarize(manifest: pd.DataFrame, split_names: list[str] | None = None) -> Summary:
+    """Counts per split, center, rendition and decade, total size and date range."""
+    per_split = {name: 0 for name in split_names or []}
+    for name, n in _counts(manifest["split"]).items():
+        per_split[name] = n
+    dates = pd.to_datetime(manifest["date_created"], utc=True)
+    decades = (dates.dt.year // 10 * 10).astype("Int64")
+    per_decade = {f"{int(d)}s": int(n) for d, n in decades.value_counts().sort_index().items()}
+    if dates.isna().any():
+        per_decade[UNKNOWN] = int(dates.isna().sum())
+    known = dates.dropna()
+    return Summary(
+        images=len(manifest),
+        total_bytes=int(manifest["bytes"].fillna(0).sum()),
+        per_split=per_split,
+        per_center=_counts(manifest["center"]),
+        per_rendition=_counts(manifest["rendition"]),
+        per_decade=per_decade,
+        first_date=known.min().date().isoformat() if len(known) else None,
+        last_date=known.max().date().isoformat() if len(known) else None,
+    )
+
+
+def page_ranges(keys: list[str]) -> str:
+    """["0001", "0002", "0003", "0007"] -> "0001-0003, 0007"; "none" when empty."""
+    numbers = sorted(int(k) for k in keys)
+    if not numbers:
+        return "none"
+    parts, start = [], numbers[0]
+    for prev, cur in zip(numbers, numbers[1:] + [None]):
+        if cur != prev + 1:
+            parts.append(f"{start:04d}" if start == prev else f"{start:04d}-{prev:04d}")
+            start = cur
+    return ", ".join(parts)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _count_table(title: str, counts: dict[str, int], total: int) -> list[str]:
+    lines = [f"| {title} | images | share |", "|---|---:|---:|"]
+    for name, n in counts.items():
+        share = f"{n / total:.1%}" if total else "-"
+        lines.append(f"| {_cell(name)} | {n} | {share} |")
+    return lines
+
+
+def type_name(arrow_type: pa.DataType) -> str:
+    """A Parquet/Arrow type in words that survive Markdown: "list of string", "timestamp (us, UTC)"."""
+    if pa.types.is_list(arrow_type):
+        return f"list of {type_name(arrow_type.value_type)}"
+    if pa.types.is_timestamp(arrow_type):
+        return f"timestamp ({arrow_type.unit}, {arrow_type.tz or 'naive'})"
+    return str(arrow_type)
+
+
+def schema_table() -> list[str]:
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    for f in SCHEMAS["moon_dataset"]:
+        lines.append(f"| `{f.name}` | {type_name(f.type)} | {_cell(COLUMN_MEANINGS.get(f.name, ''))} |")
+    return lines
+
+
+def loader_example(root_uri: str) -> list[str]:
+    return [
+        "```python",
+        "from nasa_assets.dataset import load_manifest, iter_images",
+        "",
+        f'manifest = load_manifest("{root_uri}")          # one row per image (pandas)',
+        'train = manifest[manifest["split"] == "train"]',
+        f'for row, image in iter_images("{root_uri}", split="train"):  # (dict, PIL.Image)',
+        '    print(row["nasa_id"], row["title"], image.size)',
+        "```",
+    ]
+
+
+def render_card(summary: Summary, facts: CardFacts) -> str:
+    """The dataset card as Markdown."""
+    fractions = ", ".join(f"{name} {frac:g}" for name, frac in facts.split_fractions.items())
+    dates = (f"{summary.first_date} to {summary.last_date}" if summary.first_date
+             else "no dates")
+    sampling = ("every item of each page" if facts.sampling_factor == 1
+                else f"about 1 item in {facts.sampling_factor}, chosen by a hash of nasa_id")
+    lines = [
+        "# Moon images from the NASA Image and Video Library",
+        "",
+        f"Images returned by the NASA Image and Video Library search API (images-api.nasa.gov) for "
+        f"the query `{_cell(facts.query)}` (media type image), with NASA's metadata, one row per "
+        f"image in `moon_dataset.parquet` next to this card.",
+        "",
+        "## At a glance",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| images | {summary.images} |",
+        f"| total size | {human_bytes(summary.total_bytes)} ({summary.total_bytes} bytes) |",
+        f"| dates | {dates} |",
+        f"| query | `{_cell(facts.query)}` |",
+        f"| sampling | {sampling} (SEARCH_RESULT_SAMPLING_FACTOR={facts.sampling_factor}) |",
+        f"| rendition | {facts.rendition} requested (NASA_IMAGE_RENDITION); the nearest available is "
+        f"kept when missing |",
+        f"| search pages included | {page_ranges(facts.pages_included)} "
+        f"({len(facts.pages_included)} of 100; {facts.pages_missing} not materialized yet) |",
+        f"| location | `{facts.root_uri}` |",
+        "",
+        "## Splits",
+        "",
+        f"The `split` column is fixed by a hash of `nasa_id` (fractions: {fractions}): an image "
+        "keeps its split across rebuilds and refreshes, whatever page it moves to. Changing "
+        "DATASET_SPLIT_FRACTIONS moves some images to another split.",
+        "",
+        *_count_table("split", summary.per_split, summary.images),
+        "",
+        "## Centers",
+        "",
+        *_count_table("center", summary.per_center, summary.images),
+        "",
+        "## Renditions",
+        "",
+        *_count_table("rendition", summary.per_rendition, summary.images),
+        "",
+        "## Dates (by decade of date_created)",
+        "",
+        *_count_table("decade", summary.per_decade, summary.images),
+        "",
+        "## Schema of moon_dataset.parquet",
+        "",
+        *schema_table(),
+        "",
+        "Images are stored under `images/` relative to this card; `image_key` is their path from "
+        "here, so a copy of the whole folder (or prefix) stays usable.",
+        "",
+        "## How to load it",
+        "",
+        "With the `nasa_assets` package installed (S3 credentials from the usual AWS variables; "
+        "`AWS_ENDPOINT_URL` for S3-compatible stores):",
+        "",
+        *loader_example(facts.root_uri),
+        "",
+        "Without it: `pandas.read_parquet` on `moon_dataset.parquet`, and each image at "
+        "`<this folder>/<image_key>`.",
+        "",
+        "## NASA media usage guidelines (a note, not legal advice)",
+        "",
+        "These images come from NASA. Per NASA's media usage guidelines, NASA content is generally "
+        "not subject to copyright in the United States, and may be used for educational or "
+        "informational purposes, but:",
+        "",
+        "- NASA asks that it be acknowledged as the source of the material (for example "
+        "\"Image: NASA\", with the photographer or center where given);",
+        "- the material may not be used to state or imply NASA's endorsement of a product, "
+        "service or organization;",
+        "- the NASA insignia and logotype (the \"meatball\" and the \"worm\") and other NASA "
+        "emblems are protected and may not be used without NASA's permission;",
+        "- some images are copyrighted by third parties (for example photos credited to others "
+        "than NASA in `description` or `photographer`); their owners' terms apply.",
+        "",
+        f"Read the current guidelines before use: <{NASA_GUIDELINES_URL}>. This card summarizes "
+        "them for convenience and is not legal advice.",
+        "",
+    ]
+    return "\n".join(lines)

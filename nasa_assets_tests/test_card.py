@@ -1,0 +1,128 @@
+"""The dataset card renderer and its summary: pure functions, no storage, no Dagster."""
+
+import datetime as dt
+
+import pytest
+
+from nasa_assets.card import (
+    COLUMN_MEANINGS,
+    NASA_GUIDELINES_URL,
+    CardFacts,
+    human_bytes,
+    page_ranges,
+    render_card,
+    summarize,
+    type_name,
+)
+from nasa_assets.tables import SCHEMAS, frame
+
+UTC = dt.timezone.utc
+
+
+def _table(rows):
+    base = {"split": "train", "center": "JSC", "rendition": "large", "bytes": 100,
+            "date_created": dt.datetime(1969, 7, 20, tzinfo=UTC), "title": "t"}
+    return frame("moon_dataset", [{**base, "nasa_id": f"id{i}", **row} for i, row in enumerate(rows)])
+
+
+def _facts(**overrides):
+    facts = dict(root_uri="s3://bucket/moon_dataset", query="moon", sampling_factor=1,
+                 rendition="large", split_fractions={"train": 0.8, "validation": 0.1, "test": 0.1},
+                 pages_included=["0001", "0002"], pages_missing=98)
+    return CardFacts(**{**facts, **overrides})
+
+
+TABLE = _table([
+    {},
+    {"split": "test", "center": "HQ", "bytes": 250, "date_created": dt.datetime(2019, 1, 2, tzinfo=UTC)},
+    {"center": "HQ", "date_created": dt.datetime(2024, 5, 6, 7, 8, tzinfo=UTC)},
+    {"center": None, "date_created": None, "rendition": "medium"},
+])
+
+
+def test_summary_counts_everything_once():
+    summary = summarize(TABLE, ["train", "validation", "test"])
+    assert summary.images == 4
+    assert summary.total_bytes == 550
+    # Configured splits with no image still appear, with 0.
+    assert summary.per_split == {"train": 3, "validation": 0, "test": 1}
+    assert summary.per_center == {"HQ": 2, "(unknown)": 1, "JSC": 1}
+    assert summary.per_rendition == {"large": 3, "medium": 1}
+    assert summary.per_decade == {"1960s": 1, "2010s": 1, "2020s": 1, "(unknown)": 1}
+    assert (summary.first_date, summary.last_date) == ("1969-07-20", "2024-05-06")
+
+
+def test_summary_of_an_empty_table():
+    summary = summarize(_table([]), ["train", "test"])
+    assert (summary.images, summary.total_bytes) == (0, 0)
+    assert summary.per_split == {"train": 0, "test": 0}
+    assert summary.per_center == {} and summary.per_decade == {}
+    assert summary.first_date is None
+    card = render_card(summary, _facts(pages_included=[], pages_missing=100))
+    assert "| images | 0 |" in card
+    assert "| dates | no dates |" in card
+    assert "| train | 0 | - |" in card
+
+
+def test_card_states_provenance_counts_schema_loader_and_guidelines():
+    card = render_card(summarize(TABLE, ["train", "validation", "test"]),
+                       _facts(sampling_factor=10, query="moon landing"))
+    assert card.startswith("# ")
+    assert "| images | 4 |" in card
+    assert "| total size | 550 B (550 bytes) |" in card
+    assert "| dates | 1969-07-20 to 2024-05-06 |" in card
+    assert "`moon landing`" in card
+    assert "about 1 item in 10" in card and "SEARCH_RESULT_SAMPLING_FACTOR=10" in card
+    assert "large requested" in card
+    assert "| search pages included | 0001-0002 (2 of 100; 98 not materialized yet) |" in card
+    for line in ("| train | 3 | 75.0% |", "| validation | 0 | 0.0% |", "| test | 1 | 25.0% |",
+                 "| HQ | 2 | 50.0% |", "| medium | 1 | 25.0% |", "| 1960s | 1 | 25.0% |"):
+        assert line in card, line
+    assert "train 0.8, validation 0.1, test 0.1" in card
+    # Schema: every column, with a type that survives Markdown, and a meaning.
+    for f in SCHEMAS["moon_dataset"]:
+        assert f"| `{f.name}` | {type_name(f.type)} | {COLUMN_MEANINGS[f.name]} |" in card
+    assert "| `keywords` | list of string |" in card
+    assert "| `date_created` | timestamp (us, UTC) |" in card
+    assert "<item" not in card
+    # The loader, pointed at this dataset.
+    assert 'load_manifest("s3://bucket/moon_dataset")' in card
+    assert 'iter_images("s3://bucket/moon_dataset", split="train")' in card
+    # NASA's guidelines, as a note with the source, not as legal advice.
+    assert NASA_GUIDELINES_URL in card
+    assert "not legal advice" in card
+    for phrase in ("acknowledged", "endorsement", "insignia", "third parties"):
+        assert phrase in card, phrase
+
+
+def test_every_column_has_a_meaning():
+    assert list(COLUMN_MEANINGS) == [f.name for f in SCHEMAS["moon_dataset"]]
+
+
+def test_cells_cannot_break_the_tables():
+    card = render_card(summarize(_table([{"center": "A|B"}])), _facts(query="moon | sun"))
+    assert "| A\\|B | 1 |" in card
+    assert "`moon \\| sun`" in card
+
+
+def test_render_is_deterministic():
+    summary = summarize(TABLE, ["train", "validation", "test"])
+    assert render_card(summary, _facts()) == render_card(summary, _facts())
+
+
+@pytest.mark.parametrize("keys,text", [
+    ([], "none"),
+    (["0001"], "0001"),
+    (["0001", "0002", "0003"], "0001-0003"),
+    (["0007", "0001", "0002", "0009", "0010"], "0001-0002, 0007, 0009-0010"),
+])
+def test_page_ranges(keys, text):
+    assert page_ranges(keys) == text
+
+
+@pytest.mark.parametrize("size,text", [
+    (0, "0 B"), (999, "999 B"), (1000, "1.0 KB"), (358_235, "358.2 KB"), (2_500_000_000, "2.5 GB"),
+    (7 * 10**15, "7000.0 TB"),
+])
+def test_human_bytes(size, text):
+    assert human_bytes(size) == text

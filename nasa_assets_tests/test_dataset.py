@@ -1,0 +1,416 @@
+"""moon_dataset end to end (NASA double + local folder or moto S3), its checks, its automation
+condition, and the public loader in nasa_assets.dataset."""
+
+import collections
+import hashlib
+import io
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from nasa_assets import dataset
+from nasa_assets.assets.moon_dataset import (
+    build_manifest,
+    moon_dataset,
+    pages_of,
+    preview_grid,
+)
+from nasa_assets.dataset import iter_images, load_manifest
+from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
+from nasa_assets.sampling import split_for
+from nasa_assets.settings import resources_from_env
+from nasa_assets.storage import LocalStore, S3Store
+from nasa_assets.tables import SCHEMAS, frame
+from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, s3_env
+
+FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
+COLUMNS = [f.name for f in SCHEMAS["moon_dataset"]]
+CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample"}
+
+
+def materialize_dataset(env: dict, instance=None, sample_size: int | None = None):
+    """One run of moon_dataset alone (its upstream pages are read from storage)."""
+    run_config = ({"ops": {"moon_dataset": {"config": {"sha256_sample_size": sample_size}}}}
+                  if sample_size is not None else None)
+    return dg.materialize(
+        [*PAGE_ASSETS, moon_dataset], selection=[moon_dataset], resources=resources_from_env(env),
+        instance=instance, run_config=run_config, raise_on_error=False,
+    )
+
+
+def dataset_metadata(result) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey("moon_dataset")]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def check_results(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path, nasa_double, monkeypatch):
+    """(settings, store, root URI for the loader) for one backend.
+
+    For S3 the loader gets the moto endpoint the way a user would: AWS_ENDPOINT_URL."""
+    if request.param == "local":
+        root = tmp_path / "dataset"
+        return local_env(nasa_double, root), LocalStore(root), str(root)
+    server = request.getfixturevalue("s3_server")
+    client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
+    return (s3_env(nasa_double, server, bucket, prefix="moon_dataset"),
+            S3Store(client, bucket, "moon_dataset"), f"s3://{bucket}/moon_dataset")
+
+
+@pytest.fixture
+def built(target, nasa_double):
+    """Page 1, then 30 new items pushed in front (items 71-100 move onto page 2), then page 2,
+    then moon_dataset: the two pages' tables overlap by 30 ids."""
+    env, store, root = target
+    assert materialize_pages(env, "0001").success
+    nasa_double.insert_items(30, at=0)
+    assert materialize_pages(env, "0002").success
+    result = materialize_dataset(env)
+    assert result.success
+    return env, store, root, result
+
+
+def test_manifest_and_card_from_overlapping_pages(built):
+    env, store, root, result = built
+    pages = {p: store.read_parquet(f"moon_images/{p}.parquet") for p in ("0001", "0002")}
+    manifests = {p: store.read_parquet(f"sampled_manifest/{p}.parquet") for p in ("0001", "0002")}
+    ids = {p: list(t.loc[t["status"].isin(["stored", "already_stored"]), "nasa_id"]) for p, t in pages.items()}
+    assert len(set(ids["0001"]) & set(ids["0002"])) == 30  # the overlap the test is about
+
+    table = store.read_parquet("moon_dataset.parquet")
+    # Exactly the union of stored ids, once each, page 1 first (first occurrence wins).
+    assert list(table["nasa_id"]) == list(dict.fromkeys(ids["0001"] + ids["0002"]))
+    assert table["nasa_id"].is_unique and len(table) == 170
+    assert list(table["page"]) == [1] * 100 + [2] * 70
+
+    assert list(table.columns) == COLUMNS
+    for column in ("page", "bytes", "width", "height"):
+        assert table[column].dtype == "int64", column
+    assert str(table["date_created"].dtype) == "datetime64[us, UTC]"
+    for column in ("nasa_id", "split", "title", "center", "image_key", "sha256", "format"):
+        assert pd.api.types.is_string_dtype(table[column]), column
+    assert all(isinstance(list(k), list) for k in table["keywords"])
+
+    # Image facts come from moon_images, metadata from the same page's manifest.
+    by_id = table.set_index("nasa_id")
+    for page in ("0001", "0002"):
+        images = pages[page].set_index("nasa_id")
+        meta = manifests[page].set_index("nasa_id")
+        for nasa_id in ids[page]:
+            row = by_id.loc[nasa_id]
+            if row["page"] != int(page):
+                continue
+            for column in ("image_key", "image_uri", "rendition", "source_url", "bytes", "sha256",
+                           "width", "height", "format"):
+                assert row[column] == images.loc[nasa_id, column], column
+            for column in ("title", "center", "date_created", "description"):
+                assert row[column] == meta.loc[nasa_id, column] or (
+                    pd.isna(row[column]) and pd.isna(meta.loc[nasa_id, column])), column
+    assert list(table["split"]) == [split_for(i, FRACTIONS) for i in table["nasa_id"]]
+
+    metadata = dataset_metadata(result)
+    assert metadata["row_count"] == 170
+    assert metadata["pages_included"] == "0001-0002"
+    assert metadata["pages_missing"] == 98
+    assert metadata["duplicates_dropped"] == 30
+    assert metadata["total_bytes"] == int(table["bytes"].sum())
+    assert metadata["per_split"] == {k: int(v) for k, v in table["split"].value_counts().items()}
+    centers = {r.data["center"]: r.data["images"] for r in metadata["per_center"].records}
+    assert centers == {k: int(v) for k, v in table["center"].value_counts().items()}
+    decades = {r.data["decade"]: r.data["images"] for r in metadata["per_decade"].records}
+    assert sum(decades.values()) == 170
+    assert metadata["dataset_uri"] == store.uri("moon_dataset.parquet")
+    assert metadata["card_uri"] == store.uri("README.md")
+    assert table["image_uri"].iloc[0] in metadata["preview"]
+
+    card = store.get_bytes("README.md").decode("utf-8")
+    assert "| images | 170 |" in card
+    for name, n in table["split"].value_counts().items():
+        assert f"| {name} | {n} |" in card
+    for name, n in table["center"].value_counts().items():
+        assert f"| {name} | {n} |" in card
+    assert f"({int(table['bytes'].sum())} bytes)" in card
+    first, last = table["date_created"].min(), table["date_created"].max()
+    assert f"{first.date().isoformat()} to {last.date().isoformat()}" in card
+    assert "query `moon`" in card and "SEARCH_RESULT_SAMPLING_FACTOR=1" in card
+    assert f'load_manifest("{store.root_uri}")' in card
+    assert all(f"| `{c}` |" in card for c in COLUMNS)
+    assert "https://www.nasa.gov/nasa-brand-center/images-and-media/" in card
+
+    checks = check_results(result)
+    assert set(checks) == CHECKS
+    assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+    assert checks["sha256_sample"].metadata["sampled"].value == 20
+
+
+def test_split_is_stable_across_rebuilds_and_refreshes(built, nasa_double):
+    env, store, root, _ = built
+    before = store.read_parquet("moon_dataset.parquet")
+    assert materialize_dataset(env).success
+    again = store.read_parquet("moon_dataset.parquet")
+    pd.testing.assert_frame_equal(again, before)
+
+    # A refresh that moves every item and adds a page: known ids keep their split.
+    nasa_double.insert_items(7, at=0)
+    assert materialize_pages(env, "0001", "0003").success
+    assert materialize_dataset(env).success
+    after = store.read_parquet("moon_dataset.parquet").set_index("nasa_id")["split"]
+    assert after.index.is_unique
+    shared = before.set_index("nasa_id")["split"]
+    assert (after.loc[shared.index] == shared).all()
+
+
+def test_loader_reads_back_every_image(built):
+    env, store, root, _ = built
+    manifest = load_manifest(root)
+    pd.testing.assert_frame_equal(manifest, store.read_parquet("moon_dataset.parquet"))
+
+    seen = []
+    for row, image in iter_images(root):  # verify=True: size and sha256 checked per file
+        data = store.get_bytes(row["image_key"])
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        assert image.size == (row["width"], row["height"])
+        assert image.format == row["format"]
+        seen.append(row["nasa_id"])
+    assert seen == list(manifest["nasa_id"])
+
+    validation = [row["nasa_id"] for row, _ in iter_images(root, split="validation")]
+    assert validation == list(manifest.loc[manifest["split"] == "validation", "nasa_id"])
+    assert validation  # 170 ids at 10%: not empty
+
+
+def test_loader_accepts_file_uris_and_paths(tmp_path, nasa_double):
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root)
+    assert materialize_pages(env, "0001").success
+    assert materialize_dataset(env).success
+    expected = load_manifest(str(root))
+    assert len(expected) == 100
+    pd.testing.assert_frame_equal(load_manifest(root), expected)
+    pd.testing.assert_frame_equal(load_manifest(root.as_uri()), expected)
+    pd.testing.assert_frame_equal(load_manifest(f"file://localhost{root}"), expected)
+
+
+def test_a_deleted_image_fails_uris_exist(built):
+    env, store, root, _ = built
+    victim = store.read_parquet("moon_dataset.parquet")["image_key"].iloc[5]
+    store.delete(victim)
+
+    result = materialize_dataset(env)
+    assert result.success  # checks are not blocking: the step succeeds, the check fails
+    checks = check_results(result)
+    assert not checks["uris_exist"].passed
+    assert checks["uris_exist"].metadata["missing"].value == 1
+    assert checks["uris_exist"].metadata["missing_examples"].value == [victim]
+    assert checks["unique_nasa_id"].passed
+
+    with pytest.raises(FileNotFoundError):
+        for _ in iter_images(root):
+            pass
+
+
+def test_a_corrupted_image_fails_sha256_sample_and_the_loader(tmp_path, nasa_double):
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root)
+    assert materialize_pages(env, "0001").success
+    assert materialize_dataset(env).success
+    store = LocalStore(root)
+    key = store.read_parquet("moon_dataset.parquet")["image_key"].iloc[3]
+    data = bytearray(store.get_bytes(key))
+    data[-3] ^= 0xFF  # same size, other content
+    store.put_bytes(key, bytes(data))
+
+    result = materialize_dataset(env, sample_size=1000)  # every image
+    checks = check_results(result)
+    assert checks["uris_exist"].passed  # same size
+    assert not checks["sha256_sample"].passed
+    assert checks["sha256_sample"].metadata["sampled"].value == 100
+    assert checks["sha256_sample"].metadata["examples"].value == [
+        {"image_key": key, "problem": "sha256 differs"}]
+    with pytest.raises(ValueError, match="does not match the manifest"):
+        list(iter_images(root))
+    assert len(list(iter_images(root, verify=False))) == 100
+
+
+def test_missing_pages_are_skipped_and_counted(tmp_path, nasa_double):
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root)
+    result = materialize_dataset(env)  # nothing materialized yet
+    assert result.success
+    metadata = dataset_metadata(result)
+    assert (metadata["row_count"], metadata["pages_missing"], metadata["pages_included"]) == (0, 100, "none")
+    assert list(load_manifest(root).columns) == COLUMNS
+    assert "| images | 0 |" in (root / "README.md").read_text()
+
+    assert materialize_pages(env, "0002").success
+    assert materialize_pages(env, "0003").success  # 250 hits: page 3 holds 50
+    result = materialize_dataset(env)
+    metadata = dataset_metadata(result)
+    assert (metadata["row_count"], metadata["pages_missing"], metadata["pages_included"]) == (150, 98, "0002-0003")
+    assert set(load_manifest(root)["page"]) == {2, 3}
+
+
+def test_custom_split_fractions_reach_the_table(tmp_path, nasa_double):
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root, DATASET_SPLIT_FRACTIONS="train=0.5,holdout=0.5")
+    assert materialize_pages(env, "0001").success
+    result = materialize_dataset(env)
+    assert set(load_manifest(root)["split"]) == {"train", "holdout"}
+    assert set(dataset_metadata(result)["per_split"]) == {"train", "holdout"}
+
+
+@pytest.mark.parametrize("value", ["train=0.8,test=0.1", "train", "train=x", "a=0.5,a=0.5", "t=1.5,v=-0.5"])
+def test_bad_split_fractions_are_named(value):
+    with pytest.raises(ValueError, match="DATASET_SPLIT_FRACTIONS"):
+        resources_from_env({"DATASET_SPLIT_FRACTIONS": value})
+
+
+@pytest.mark.parametrize("spec", [DEFAULT_SPLIT_FRACTIONS, "train=0.5,test=0.5", "a=0.7,b=0.2,c=0.1"])
+def test_split_fractions_are_respected_on_many_ids(spec):
+    fractions = parse_split_fractions(spec)
+    ids = [f"SYNTH-{i:06d}" for i in range(40_000)]
+    counts = collections.Counter(split_for(i, fractions) for i in ids)
+    for name, fraction in fractions.items():
+        assert abs(counts[name] / len(ids) - fraction) < 0.01, (name, counts)
+    # Same ids, same splits: no dependence on order or process.
+    assert [split_for(i, fractions) for i in reversed(ids)][::-1] == [split_for(i, fractions) for i in ids]
+
+
+def _images(rows):
+    base = {"image_uri": "u", "rendition": "large", "source_url": "s", "bytes": 1, "sha256": "h",
+            "width": 1, "height": 1, "format": "JPEG", "error": None}
+    return frame("moon_images", [{**base, "image_key": f"images/{r[0]}.jpg", "nasa_id": r[0], "status": r[1]}
+                                 for r in rows])
+
+
+def _manifest(ids, title):
+    return frame("sampled_manifest", [{"nasa_id": i, "title": f"{title} {i}"} for i in ids])
+
+
+def test_build_manifest_dedups_in_page_order_and_skips_failures():
+    images = {"0002": _images([("b", "stored"), ("c", "stored")]),
+              "0001": _images([("a", "already_stored"), ("b", "stored"), ("x", "failed")])}
+    manifests = {"0001": _manifest(["a", "b", "x"], "p1"), "0002": _manifest(["c"], "p2")}
+    table, stats = build_manifest(images, manifests, FRACTIONS)
+    assert list(table["nasa_id"]) == ["a", "b", "c"]
+    assert list(table["page"]) == [1, 1, 2]
+    assert list(table["title"]) == ["p1 a", "p1 b", "p2 c"]
+    assert stats == {"image_rows": 5, "not_stored": 1, "duplicates": 1, "without_metadata": 0}
+    assert list(table.columns) == COLUMNS
+
+
+def test_build_manifest_falls_back_to_another_page_for_metadata():
+    # Page 2's manifest was rewritten after its images were stored; "c" now only appears on page 1.
+    images = {"0002": _images([("c", "stored"), ("d", "stored")])}
+    manifests = {"0001": _manifest(["c"], "p1"), "0002": _manifest(["e"], "p2")}
+    table, stats = build_manifest(images, manifests, FRACTIONS)
+    assert list(table["title"].fillna("-")) == ["p1 c", "-"]
+    assert stats["without_metadata"] == 1
+
+
+def test_pages_of_handles_dicts_bare_tables_and_nothing():
+    one = _images([("a", "stored")])
+    assert list(pages_of({"0002": one, "0001": one, "0003": None}, [])) == ["0001", "0002"]
+    assert list(pages_of(one, ["0007"])) == ["0007"]
+    assert pages_of(None, []) == {}
+
+
+def test_preview_grid_links_images():
+    table, _ = build_manifest({"0001": _images([(c, "stored") for c in "abcd"])},
+                              {"0001": _manifest(list("abcd"), "t|x")}, FRACTIONS)
+    grid = preview_grid(table, limit=4, per_row=3)
+    assert grid.count("](u)") == 4
+    assert "t/x a" in grid  # a pipe in a title cannot break the table
+    assert len(grid.splitlines()) == 4  # header, separator, two rows
+    assert preview_grid(table.iloc[:0]) == "_no images yet_"
+
+
+def test_loader_errors_name_the_problem(tmp_path, s3_server, s3_bucket, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_manifest(tmp_path)
+    for bad in ("http://example.com/data", "s3:///prefix", "file://otherhost/x", "", "gs://b/p"):
+        with pytest.raises(ValueError):
+            load_manifest(bad)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    with pytest.raises(FileNotFoundError, match=f"s3://{s3_bucket}/nothing/moon_dataset.parquet"):
+        load_manifest(f"s3://{s3_bucket}/nothing")
+    with pytest.raises(FileNotFoundError, match="no such bucket"):
+        load_manifest("s3://no-such-bucket-here/x")
+
+    table, _ = build_manifest({"0001": _images([("a", "stored")])}, {"0001": _manifest(["a"], "t")},
+                              {"train": 1.0})
+    store = LocalStore(tmp_path)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    store.put_bytes(dataset.MANIFEST_KEY, buffer.getvalue())
+    with pytest.raises(ValueError, match="splits present: train"):
+        next(iter_images(tmp_path, split="test"))
+
+
+def _mat(instance, key, page=None):
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=page))
+
+
+# evaluate_automation_conditions itself calls AssetSelection.all(include_sources=True), a beta
+# parameter: the BetaWarning comes from inside dagster, not from this project's code.
+@pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
+def test_automation_requests_one_rebuild_per_batch_of_page_updates():
+    from nasa_assets.jobs import moon_images_job
+
+    defs = dg.Definitions(assets=[*PAGE_ASSETS, moon_dataset], jobs=[moon_images_job],
+                          resources=resources_from_env({}))
+    key = dg.AssetKey("moon_dataset")
+    with dg.instance_for_test() as instance:
+        def tick(cursor):
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+            return result.get_num_requested(key), result.cursor
+
+        requested, cursor = tick(None)
+        assert requested == 0  # no page yet: no empty dataset
+        requested, cursor = tick(cursor)
+        assert requested == 0
+
+        for asset in ("sampled_manifest", "moon_images"):
+            _mat(instance, asset, "0001")
+        requested, cursor = tick(cursor)
+        assert requested == 1  # 98 pages missing does not stop it (plain eager() would)
+        requested, cursor = tick(cursor)
+        assert requested == 0  # requested once, not on every tick
+
+        _mat(instance, "moon_dataset")
+        for page in ("0002", "0003", "0004"):
+            for asset in ("sampled_manifest", "moon_images"):
+                _mat(instance, asset, page)
+        requested, cursor = tick(cursor)
+        assert requested == 1  # three pages updated: one rebuild
+        # A page landing after that request (before the next tick) is not lost: the rebuild
+        # may have read the pages before it. eager()-style conditions drop it in Dagster 1.13.
+        _mat(instance, "moon_images", "0004")
+        requested, cursor = tick(cursor)
+        assert requested == 1
+        requested, cursor = tick(cursor)
+        assert requested == 0
+
+        # While a run that will write a page is in progress, the rebuild waits for it.
+        _mat(instance, "moon_dataset")
+        run = instance.create_run_for_job(
+            job_def=defs.resolve_job_def("moon_images_job"), status=dg.DagsterRunStatus.STARTED,
+            asset_selection={dg.AssetKey("sampled_manifest"), dg.AssetKey("moon_images")},
+            tags={"dagster/partition": "0006"},
+        )
+        _mat(instance, "moon_images", "0005")
+        requested, cursor = tick(cursor)
+        assert requested == 0
+        for asset in ("sampled_manifest", "moon_images"):
+            _mat(instance, asset, "0006")
+        instance.report_run_canceled(run)
+        requested, cursor = tick(cursor)
+        assert requested == 1
