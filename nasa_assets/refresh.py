@@ -1,0 +1,204 @@
+"""What the refresh sensor remembers about the search results, and which pages a change affects.
+
+Pure functions, no I/O: the sensor (nasa_assets/sensors.py) fetches pages and hands their nasa_ids
+here. NASA has no sort parameter, so the sensor cannot see everything cheaply; it watches the two
+ends of the result list on every tick:
+
+- page 1 (its response also carries ``total_hits``), and
+- the last page of the previous tick (the page that held the last hit then), whose items are
+  kept as ``count`` + fingerprint so the next tick can tell "new hits were appended after them"
+  from "the list shifted under them".
+
+A page's fingerprint is the sha256 of its ordered nasa_ids. "Affected" pages are then:
+
+1. first tick (no cursor): every page that exists, 1 .. ceil(total_hits / 100) (at most 100);
+2. total_hits unchanged: page 1 if its fingerprint changed, and the last page if its fingerprint
+   changed (an item replaced or reordered in place). Changes confined to the middle pages with an
+   unchanged total are not visible from the two ends; a backfill covers those.
+3. total_hits changed: a range from the first page that may differ to the last page that exists
+   now or existed before (pages past the new end are re-materialized as empty tables):
+   - page 1 changed: from page 1 (new hits can land anywhere, so everything may have moved);
+   - page 1 unchanged and the old last page still starts with exactly the items it had: new hits
+     were appended after them, so from the old last page (or the page after it when it was full
+     and is unchanged);
+   - otherwise (page 1 unchanged, the old last page shifted): from page 2.
+
+Pages past 100 (the API's 10,000-hit cap) are never requested nor affected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_key
+
+CURSOR_VERSION = 1
+
+
+def last_page(total_hits: int) -> int:
+    """The number of the page holding the last reachable hit; 0 when there are no hits."""
+    return min(-(-max(total_hits, 0) // PAGE_SIZE), MAX_PAGES)
+
+
+def item_ids(items: Sequence[object]) -> list[str | None]:
+    """The nasa_id of each search item, in order; None where an item has none."""
+    ids = []
+    for item in items:
+        data = item.get("data") if isinstance(item, Mapping) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+        nasa_id = first.get("nasa_id")
+        ids.append(nasa_id if isinstance(nasa_id, str) else None)
+    return ids
+
+
+def fingerprint(ids: Sequence[str | None]) -> str:
+    """sha256 of the ordered nasa_ids (JSON-encoded, so no two lists share a fingerprint)."""
+    return hashlib.sha256(json.dumps(list(ids), separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PageSeen:
+    count: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, ids: Sequence[str | None]) -> PageSeen:
+        return cls(len(ids), fingerprint(ids))
+
+    def still_starts(self, ids: Sequence[str | None]) -> bool:
+        """The page now begins with exactly the items it had (more may follow)."""
+        return len(ids) >= self.count and fingerprint(ids[: self.count]) == self.fingerprint
+
+
+@dataclass(frozen=True)
+class RefreshState:
+    """The cursor: total_hits and what the checked pages held, plus how many times runs were
+    requested (``generation``, part of every run key so a state seen again is refreshed again)."""
+
+    total_hits: int
+    pages: dict[int, PageSeen] = field(default_factory=dict)
+    generation: int = 0
+
+    def to_cursor(self) -> str:
+        return json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "total_hits": self.total_hits,
+                "generation": self.generation,
+                "pages": {
+                    page_key(p): {"count": s.count, "fingerprint": s.fingerprint}
+                    for p, s in sorted(self.pages.items())
+                },
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> RefreshState | None:
+        """None for an empty cursor; ValueError for one this version cannot read."""
+        if not cursor:
+            return None
+        try:
+            data = json.loads(cursor)
+            version = data.get("v") if isinstance(data, dict) else None
+            if version != CURSOR_VERSION:
+                raise ValueError(f"cursor version {version!r}")
+            pages = {
+                int(key): PageSeen(int(seen["count"]), str(seen["fingerprint"]))
+                for key, seen in data["pages"].items()
+            }
+            return cls(int(data["total_hits"]), pages, int(data.get("generation", 0)))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"unreadable refresh cursor ({error})") from None
+
+    def digest(self) -> str:
+        """A short hash of what was observed (total and fingerprints, not the generation)."""
+        observed = json.dumps(
+            [self.total_hits, sorted((p, s.count, s.fingerprint) for p, s in self.pages.items())]
+        )
+        return hashlib.sha256(observed.encode()).hexdigest()[:16]
+
+
+def pages_to_check(
+    previous: RefreshState | None, total_hits: int, page1: Sequence[str | None]
+) -> list[int]:
+    """The pages to fetch after page 1: the previous last page (when its items are needed to
+    decide) and the current last page (to remember it). The same page when nothing changed,
+    so an unchanged tick costs two requests (one when everything fits on page 1)."""
+    pages = []
+    if previous is not None:
+        old_last = last_page(previous.total_hits)
+        first_changed = previous.pages.get(1) != PageSeen.of(page1)
+        # With page 1 and the total both changed, the answer is "from page 1" whatever the tail.
+        if old_last > 1 and not (first_changed and total_hits != previous.total_hits):
+            pages.append(old_last)
+    new_last = last_page(total_hits)
+    if new_last > 1 and new_last not in pages:
+        pages.append(new_last)
+    return pages
+
+
+@dataclass(frozen=True)
+class Decision:
+    affected: list[str]  # partition keys, in order
+    state: RefreshState  # the cursor to store
+    reason: str  # one line for the tick log / skip reason
+
+    def run_key(self, key: str) -> str:
+        """Unique per page, observed state and generation: a retried tick cannot request twice."""
+        return f"page-{key}-g{self.state.generation}-{self.state.digest()}"
+
+
+def _keys(pages: range | list[int]) -> list[str]:
+    return [page_key(p) for p in pages if 1 <= p <= MAX_PAGES]
+
+
+def _span(keys: list[str]) -> str:
+    if not keys:
+        return "no pages"
+    return f"page {keys[0]}" if len(keys) == 1 else f"pages {keys[0]}..{keys[-1]} ({len(keys)})"
+
+
+def decide(
+    previous: RefreshState | None, total_hits: int, fetched: Mapping[int, Sequence[str | None]]
+) -> Decision:
+    """The affected pages and the next cursor, from the previous cursor and this tick's pages.
+
+    ``fetched`` holds page 1 and the pages `pages_to_check` named, as lists of nasa_ids.
+    """
+    new_last = last_page(total_hits)
+    remembered = {p: PageSeen.of(fetched[p]) for p in {1, new_last} if p >= 1 and p in fetched}
+    if previous is None:
+        keys = _keys(range(1, new_last + 1))
+        state = RefreshState(total_hits, remembered, generation=1 if keys else 0)
+        return Decision(keys, state, f"first tick: {total_hits} hits, {_span(keys)} requested")
+
+    old_last = last_page(previous.total_hits)
+    first_changed = previous.pages.get(1) != PageSeen.of(fetched.get(1, []))
+    old_tail = previous.pages.get(old_last) if old_last > 1 else None
+    tail_ids = fetched.get(old_last) if old_last > 1 else None
+    tail_changed = old_tail is not None and tail_ids is not None and old_tail != PageSeen.of(tail_ids)
+    tail_kept = old_tail is not None and tail_ids is not None and old_tail.still_starts(tail_ids)
+
+    if total_hits == previous.total_hits:
+        pages = sorted(({1} if first_changed else set()) | ({old_last} if tail_changed else set()))
+        what = f"same total_hits ({total_hits})"
+    else:
+        if first_changed:
+            start, why = 1, "page 0001 changed"
+        elif tail_kept:
+            start = old_last if tail_changed else old_last + 1
+            why = f"page 0001 unchanged, page {page_key(old_last)} kept its {old_tail.count} items"
+        else:
+            start, why = 2, "page 0001 unchanged, later pages shifted"
+        pages = list(range(start, max(new_last, old_last) + 1))
+        what = f"total_hits {previous.total_hits} -> {total_hits}, {why}"
+    keys = _keys(pages)
+    state = RefreshState(total_hits, remembered, previous.generation + (1 if keys else 0))
+    if not keys and state.pages == previous.pages and total_hits == previous.total_hits:
+        return Decision([], previous, f"no change: {total_hits} hits, first and last page unchanged")
+    return Decision(keys, state, f"{what}: {_span(keys)} affected")

@@ -1,0 +1,205 @@
+"""The refresh sensor's state and its notion of "affected" pages, as pure functions."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nasa_assets.refresh import (
+    PageSeen,
+    RefreshState,
+    decide,
+    fingerprint,
+    item_ids,
+    last_page,
+    pages_to_check,
+)
+
+
+def corpus(n: int, prefix: str = "ID") -> list[str]:
+    return [f"{prefix}-{i:05d}" for i in range(n)]
+
+
+def page_of(items: list[str], page: int) -> list[str]:
+    return items[(page - 1) * 100 : page * 100]
+
+
+def tick(items: list[str], previous: RefreshState | None, requests: list | None = None):
+    """What the sensor does against a search API holding `items` (capped at 10,000)."""
+    requests = [] if requests is None else requests
+    requests.append(1)
+    fetched = {1: page_of(items, 1)}
+    for page in pages_to_check(previous, len(items), fetched[1]):
+        requests.append(page)
+        fetched[page] = page_of(items, page)
+    return decide(previous, len(items), fetched)
+
+
+def changed_pages(before: list[str], after: list[str]) -> set[str]:
+    last = max(last_page(len(before)), last_page(len(after)))
+    return {f"{p:04d}" for p in range(1, last + 1) if page_of(before, p) != page_of(after, p)}
+
+
+@pytest.mark.parametrize(
+    "total,last", [(0, 0), (1, 1), (100, 1), (101, 2), (250, 3), (10_000, 100), (12_345, 100)]
+)
+def test_last_page(total, last):
+    assert last_page(total) == last
+
+
+def test_fingerprint_is_order_sensitive_and_unambiguous():
+    assert fingerprint(["a", "b"]) != fingerprint(["b", "a"])
+    assert fingerprint(["a,b"]) != fingerprint(["a", "b"])
+    assert fingerprint([None]) != fingerprint(["None"])
+    assert fingerprint([]) == fingerprint([])
+
+
+def test_item_ids_survive_malformed_items():
+    items = [{"data": [{"nasa_id": "x"}]}, {"data": []}, {"data": [{"nasa_id": 5}]}, "junk", None, {}]
+    assert item_ids(items) == ["x", None, None, None, None, None]
+
+
+def test_cursor_round_trips_and_is_versioned_json():
+    state = RefreshState(250, {1: PageSeen.of(["a"]), 3: PageSeen.of(["b", "c"])}, generation=4)
+    cursor = state.to_cursor()
+    data = json.loads(cursor)
+    assert data["v"] == 1 and data["total_hits"] == 250 and data["generation"] == 4
+    assert data["pages"]["0003"] == {"count": 2, "fingerprint": fingerprint(["b", "c"])}
+    assert RefreshState.from_cursor(cursor) == state
+    assert RefreshState.from_cursor(None) is None
+    assert RefreshState.from_cursor("") is None
+
+
+@pytest.mark.parametrize("bad", ["not json", "[]", '{"v": 2, "total_hits": 1, "pages": {}}',
+                                 '{"v": 1}', '{"v": 1, "total_hits": 3, "pages": {"x": {}}}'])
+def test_unreadable_cursor_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="unreadable refresh cursor"):
+        RefreshState.from_cursor(bad)
+
+
+def test_first_tick_requests_every_existing_page():
+    decision = tick(corpus(250), None)
+    assert decision.affected == ["0001", "0002", "0003"]
+    assert set(decision.state.pages) == {1, 3}
+    assert decision.state.generation == 1
+    assert tick(corpus(12_000)[:10_000], None).affected[-1] == "0100"
+
+
+def test_first_tick_without_hits_requests_nothing():
+    decision = tick([], None)
+    assert decision.affected == []
+    assert decision.state.total_hits == 0
+
+
+def test_unchanged_results_cost_two_requests_and_keep_the_cursor():
+    items = corpus(250)
+    first = tick(items, None)
+    requests = []
+    again = tick(items, first.state, requests)
+    assert again.affected == []
+    assert again.state == first.state
+    assert again.state.to_cursor() == first.state.to_cursor()
+    assert requests == [1, 3]
+    single = tick(corpus(80), None).state
+    requests = []
+    assert tick(corpus(80), single, requests).affected == [] and requests == [1]
+
+
+def test_hits_appended_to_a_partial_last_page():
+    items = corpus(250)
+    state = tick(items, None).state
+    decision = tick(items + corpus(60, "NEW"), state)
+    assert decision.affected == ["0003", "0004"]
+    assert "kept its 50 items" in decision.reason
+    assert decision.state.total_hits == 310 and set(decision.state.pages) == {1, 4}
+
+
+def test_hits_appended_after_a_full_last_page_start_on_the_next_page():
+    items = corpus(200)
+    state = tick(items, None).state
+    assert tick(items + corpus(5, "NEW"), state).affected == ["0003"]
+
+
+def test_hits_inserted_in_the_middle_affect_everything_after_page_one():
+    items = corpus(450)
+    state = tick(items, None).state
+    after = items[:230] + corpus(3, "NEW") + items[230:]
+    decision = tick(after, state)
+    assert decision.affected == ["0002", "0003", "0004", "0005"]
+    assert "later pages shifted" in decision.reason
+
+
+def test_new_hit_on_page_one_affects_every_page():
+    items = corpus(250)
+    state = tick(items, None).state
+    requests = []
+    decision = tick(corpus(1, "NEW") + items, state, requests)
+    assert decision.affected == ["0001", "0002", "0003"]
+    # The old last page is not needed to decide; only the new last page is fetched to remember.
+    assert requests == [1, 3]
+
+
+def test_shrinking_results_rematerialize_pages_past_the_new_end():
+    items = corpus(250)
+    state = tick(items, None).state
+    decision = tick(items[:150], state)
+    assert decision.affected == ["0002", "0003"]  # 0003 becomes an empty table
+
+
+def test_replaced_item_with_same_total_affects_only_its_page():
+    items = corpus(250)
+    state = tick(items, None).state
+    on_first = list(items)
+    on_first[7] = "REPLACED"
+    assert tick(on_first, state).affected == ["0001"]
+    on_last = list(items)
+    on_last[249] = "REPLACED"
+    assert tick(on_last, state).affected == ["0003"]
+
+
+def test_changes_past_the_api_cap_affect_nothing():
+    state = tick(corpus(10_000), None).state
+    decision = tick(corpus(10_000), RefreshState(12_000, state.pages, state.generation))
+    assert decision.affected == []
+    assert decision.state.total_hits == 10_000
+
+
+def test_run_keys_are_deterministic_and_new_for_each_generation():
+    a, b = corpus(250), corpus(250) + corpus(10, "NEW")
+    start = tick(a, None).state
+    first = tick(b, start)
+    same = tick(b, start)
+    assert [first.run_key(k) for k in first.affected] == [same.run_key(k) for k in same.affected]
+    assert first.run_key("0003").startswith("page-0003-g2-")
+    # A -> B -> A -> B: the second A -> B is a new generation, so its runs are not deduplicated.
+    back = tick(a, first.state)
+    forth = tick(b, back.state)
+    assert forth.affected == first.affected
+    earlier = {first.run_key(k) for k in first.affected}
+    assert earlier.isdisjoint(forth.run_key(k) for k in forth.affected)
+    # A tick that requests nothing does not advance the generation.
+    assert tick(b, forth.state).state.generation == forth.state.generation
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(0, 1_000),
+    op=st.sampled_from(["insert", "delete", "append"]),
+    where=st.floats(0, 1),
+    count=st.integers(1, 150),
+)
+def test_every_changed_page_is_affected_when_the_total_changes(size, op, where, count):
+    before = corpus(size)
+    at = int(where * size)
+    if op == "insert":
+        after = before[:at] + corpus(count, "NEW") + before[at:]
+    elif op == "append":
+        after = before + corpus(count, "NEW")
+    else:
+        after = before[:at] + before[at + count :]
+    if len(after) == len(before):
+        return
+    decision = tick(after, tick(before, None).state)
+    assert changed_pages(before, after) <= set(decision.affected)
+    assert decision.affected == sorted(decision.affected)

@@ -1,0 +1,152 @@
+"""The refresh sensor over a sequence of NASA states, evaluated with build_sensor_context."""
+
+import json
+import socket
+
+import dagster as dg
+import pytest
+
+from nasa_assets.definitions import defs
+from nasa_assets.resources import NasaApiResource
+from nasa_assets.sensors import interval_seconds, nasa_search_refresh
+
+
+def nasa_for(double, **overrides) -> NasaApiResource:
+    settings = {"base_url": double.base_url, "allowed_hosts": double.host, "max_retries": 0}
+    return NasaApiResource(**{**settings, **overrides})
+
+
+def tick(nasa: NasaApiResource, cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(cursor=cursor, resources={"nasa": nasa}, definitions=defs) as context:
+        return nasa_search_refresh(context)
+
+
+def evaluate(nasa: NasaApiResource, cursor: str | None):
+    """What the daemon receives: run requests resolved against the job, and the cursor to store."""
+    with dg.build_sensor_context(cursor=cursor, resources={"nasa": nasa}, definitions=defs) as context:
+        return nasa_search_refresh.evaluate_tick(context)
+
+
+def pages(result: dg.SensorResult) -> list[str]:
+    return [r.partition_key for r in result.run_requests or []]
+
+
+def skip_message(result: dg.SensorResult) -> str:
+    return result.skip_reason.skip_message if result.skip_reason else ""
+
+
+@pytest.fixture
+def started(nasa_double):
+    """(resource, cursor after a first tick) with the double's 250 hits; request counts reset."""
+    nasa = nasa_for(nasa_double)
+    cursor = tick(nasa, None).cursor
+    nasa_double.reset_counts()
+    return nasa, cursor
+
+
+def test_ships_stopped_targeting_the_job_with_a_configurable_interval():
+    assert nasa_search_refresh.default_status == dg.DefaultSensorStatus.STOPPED
+    assert nasa_search_refresh.job_name == "moon_images_job"
+    assert nasa_search_refresh.minimum_interval_seconds == interval_seconds()
+    assert interval_seconds({}) == 3600
+    assert interval_seconds({"NASA_SENSOR_INTERVAL_SECONDS": " 5 "}) == 5
+    for bad in ("soon", "0"):
+        with pytest.raises(ValueError, match="NASA_SENSOR_INTERVAL_SECONDS"):
+            interval_seconds({"NASA_SENSOR_INTERVAL_SECONDS": bad})
+    assert defs.resolve_sensor_def("nasa_search_refresh") is nasa_search_refresh
+
+
+def test_first_tick_requests_the_pages_that_exist(nasa_double):
+    result = tick(nasa_for(nasa_double), None)
+    assert pages(result) == ["0001", "0002", "0003"]
+    assert len({r.run_key for r in result.run_requests}) == 3
+    cursor = json.loads(result.cursor)
+    assert cursor["v"] == 1 and cursor["total_hits"] == 250
+    assert sorted(cursor["pages"]) == ["0001", "0003"]
+    assert nasa_double.counts["search"] == 2
+
+
+def test_run_requests_resolve_to_partitioned_runs_of_the_job(nasa_double):
+    data = evaluate(nasa_for(nasa_double), None)
+    assert [r.tags["dagster/partition"] for r in data.run_requests] == ["0001", "0002", "0003"]
+    assert {r.tags["dagster/sensor_name"] for r in data.run_requests} == {"nasa_search_refresh"}
+    assert json.loads(data.cursor)["total_hits"] == 250
+
+
+def test_no_change_skips_with_at_most_two_requests(nasa_double, started):
+    nasa, cursor = started
+    result = tick(nasa, cursor)
+    assert not result.run_requests
+    assert "no change" in skip_message(result)
+    assert result.cursor == cursor
+    assert nasa_double.counts["search"] <= 2
+
+
+def test_new_hits_at_the_end_affect_the_last_pages(nasa_double, started):
+    nasa, cursor = started
+    nasa_double.insert_items(60, at=250)
+    result = tick(nasa, cursor)
+    assert pages(result) == ["0003", "0004"]
+    assert json.loads(result.cursor)["total_hits"] == 310
+    assert nasa_double.counts["search"] == 3  # page 1, the old last page 3, the new last page 4
+    # The new state is the baseline of the next tick.
+    nasa_double.reset_counts()
+    again = tick(nasa, result.cursor)
+    assert not again.run_requests and nasa_double.counts["search"] == 2
+
+
+def test_a_new_hit_on_page_one_affects_every_page(nasa_double, started):
+    nasa, cursor = started
+    nasa_double.insert_items(1, at=0)
+    assert pages(tick(nasa, cursor)) == ["0001", "0002", "0003"]
+
+
+def test_a_replaced_item_affects_its_page_only(nasa_double, started):
+    nasa, cursor = started
+    nasa_double.replace_item(5, "MOON-REPLACED-1")
+    result = tick(nasa, cursor)
+    assert pages(result) == ["0001"]
+    nasa_double.replace_item(249, "MOON-REPLACED-2")
+    assert pages(tick(nasa, result.cursor)) == ["0003"]
+
+
+def test_the_same_state_twice_gives_identical_run_keys(nasa_double, started):
+    nasa, cursor = started
+    nasa_double.insert_items(60, at=250)
+    first, second = tick(nasa, cursor), tick(nasa, cursor)
+    assert [r.run_key for r in first.run_requests] == [r.run_key for r in second.run_requests]
+    assert first.cursor == second.cursor
+
+
+@pytest.mark.parametrize("faults", [["500"] * 10, [None, "503"]], ids=["page-1", "last-page"])
+def test_failing_api_skips_and_keeps_the_cursor(nasa_double, started, faults):
+    nasa, cursor = started
+    nasa_double.insert_items(60, at=250)  # a change the failed tick must not swallow
+    nasa_double.faults = {"search": faults}
+    result = tick(nasa, cursor)
+    assert not result.run_requests
+    assert result.cursor is None  # None: the daemon keeps the stored cursor
+    assert "NASA search API failed" in skip_message(result) and "HTTP 50" in skip_message(result)
+    nasa_double.faults = {"search": faults}
+    assert evaluate(nasa, cursor).cursor == cursor  # what the daemon stores: the old cursor
+
+    nasa_double.faults = {}
+    assert pages(tick(nasa, cursor)) == ["0003", "0004"]  # seen on the next good tick
+
+
+def test_unreachable_api_skips_without_leaking_the_key(nasa_double, started):
+    _, cursor = started
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    nasa = nasa_for(nasa_double, base_url=closed, api_key="sekrit-key-123")
+    result = tick(nasa, cursor)
+    assert result.cursor is None and not result.run_requests
+    assert "ConnectionError" in skip_message(result)
+    assert "sekrit" not in skip_message(result)
+
+
+def test_an_unreadable_cursor_starts_over(nasa_double):
+    result = tick(nasa_for(nasa_double), '{"v": 99}')
+    assert pages(result) == ["0001", "0002", "0003"]
+    assert json.loads(result.cursor)["v"] == 1
