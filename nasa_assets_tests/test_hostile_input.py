@@ -239,8 +239,10 @@ def test_hostile_pages(tmp_path, nasa_double, trap):
     # A nasa_id on two pages: one object, both rows describe it.
     both = images[images["nasa_id"] == "DUP-ACROSS"]
     assert len(both) == 2 and both["image_key"].nunique() == 1 and both["sha256"].nunique() == 1
-    assert set(both["status"]) <= {"stored", "already_stored"}
+    assert sorted(both["status"]) == ["already_stored", "stored"]
     assert sum(p.name.startswith("DUP-ACROSS") for p in (root / "images").iterdir()) == 1
+    # ... and one transfer: the second page's row waits for the first page's download.
+    assert sum(kind == "image" and "DUP-ACROSS" in path for kind, path in nasa_double.requests) == 1
 
     # Files: too large, not an image, a bomb, redirects off the allowed hosts -> failed, with reasons.
     failed = {corpus_ids[p]: page1.loc[corpus_ids[p]] for p in faults}

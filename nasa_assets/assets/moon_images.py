@@ -101,7 +101,23 @@ def _entries(manifest: pd.DataFrame) -> list[dict]:
     return manifest[["nasa_id", "image_key", "rendition", "image_url"]].to_dict("records")
 
 
-def _done(row: dict | Future) -> dict:
+class _SameObject:
+    """A row whose image another page of the same step is already fetching: same key, one transfer."""
+
+    def __init__(self, first: Future, page: str):
+        self.first, self.page = first, page
+
+    def result(self, progress: "Progress") -> dict:
+        row = dict(self.first.result())
+        if row["status"] == "stored":
+            row["status"] = "already_stored"
+        progress.add(self.page, row["status"])
+        return row
+
+
+def _done(row, progress: "Progress") -> dict:
+    if isinstance(row, _SameObject):
+        return row.result(progress)
     return row.result() if isinstance(row, Future) else row
 
 
@@ -177,12 +193,23 @@ def moon_images(
         existing.update(listing.result())
         for table in earlier:
             known.update(table.result())
-        pending: dict[str, list[dict | Future]] = {
-            page: [known_row(page, entry) or pool.submit(materialize_one, page, entry) for entry in _entries(frame)]
-            for page, frame in manifests.items()
-        }
+        transfers: dict[str, Future] = {}
+
+        def schedule(page, entry):
+            row = known_row(page, entry)
+            if row is not None:
+                return row
+            if entry["image_key"] in transfers:  # the same nasa_id on two pages of this run
+                return _SameObject(transfers[entry["image_key"]], page)
+            transfers[entry["image_key"]] = pool.submit(materialize_one, page, entry)
+            return transfers[entry["image_key"]]
+
+        pending = {page: [schedule(page, e) for e in _entries(frame)] for page, frame in manifests.items()}
         try:
-            frames = {page: tables.frame("moon_images", [_done(r) for r in rows]) for page, rows in pending.items()}
+            frames = {
+                page: tables.frame("moon_images", [_done(r, progress) for r in rows])
+                for page, rows in pending.items()
+            }
         except BaseException:
             for rows in pending.values():
                 for row in rows:
