@@ -132,3 +132,21 @@ def test_failing_manifest_check_blocks_downloads(tmp_path, nasa_double):
     rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes())
     assert len(rejected) == 100
     assert rejected["reason"].str.startswith(("image URL refused", "collection.json")).all()
+
+
+def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_double):
+    result = materialize_pages(local_env(nasa_double, tmp_path), "0001")
+    assert result.success
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "moon_images"]
+    preview = event.materialization.metadata["preview"].value
+    first = nasa_double.corpus()[0]
+    thumb = next(link["href"] for link in first["links"] if link["rel"] == "preview")
+    assert f"![{first['data'][0]['nasa_id']}]({thumb})" in preview
+    assert preview.count("![") == 6
+
+    # The same page with another host allowed for images: no thumbnail from a refused host.
+    from nasa_assets.assets.moon_images import _thumbnails
+
+    manifest = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
+    assert _thumbnails({"0001": manifest}, "images-assets.nasa.gov") == {}

@@ -17,6 +17,7 @@ from nasa_assets.imaging import (
 )
 from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
+from nasa_assets.nasa.urls import parse_allowed_hosts, url_block_reason
 from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.storage import LocalStore, ObjectStore
 
@@ -227,7 +228,7 @@ def moon_images(
             "bytes_stored": int(combined.loc[combined["status"] == "stored", "bytes"].sum()),
             "download_mb_per_s": round(progress.bytes / 1e6 / max(time.monotonic() - progress.started, 1e-6), 2),
             "images_root": store.uri("images/"),
-            "preview": dg.MetadataValue.md(_preview(combined)),
+            "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.allowed_hosts))),
         },
     )
     yield check
@@ -274,12 +275,25 @@ def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max
     )
 
 
-def _preview(frame: pd.DataFrame, limit: int = 6) -> str:
+def _thumbnails(manifests: dict[str, pd.DataFrame], allowed_hosts: str) -> dict[str, str]:
+    """NASA's own thumbnail of each item, for the UI preview; only URLs on the allowed hosts, so a
+    hostile item cannot make the UI load something else."""
+    allowed = parse_allowed_hosts(allowed_hosts)
+    return {
+        row.nasa_id: row.preview_url
+        for frame in manifests.values() for row in frame[["nasa_id", "preview_url"]].itertuples()
+        if url_block_reason(row.preview_url, allowed) is None and not set("()[] <>") & set(row.preview_url)
+    }
+
+
+def _preview(frame: pd.DataFrame, thumbnails: dict[str, str] | None = None, limit: int = 6) -> str:
     stored = frame[frame["status"].isin(STORED)].head(limit)
     if stored.empty:
         return "_no images stored_"
-    lines = ["| nasa_id | size | bytes | image |", "|---|---|---|---|"]
+    thumbnails = thumbnails or {}
+    lines = ["| thumbnail | nasa_id | size | bytes | stored at |", "|---|---|---|---|---|"]
     for row in stored.itertuples():
-        lines.append(f"| {row.nasa_id} | {row.width}x{row.height} {row.format} | {row.bytes} | "
+        thumb = f"![{row.nasa_id}]({thumbnails[row.nasa_id]})" if row.nasa_id in thumbnails else ""
+        lines.append(f"| {thumb} | {row.nasa_id} | {row.width}x{row.height} {row.format} | {row.bytes} | "
                      f"[{row.image_key}]({row.image_uri}) |")
     return "\n".join(lines)
