@@ -151,7 +151,8 @@ def moon_images(
     settings: DatasetSettings,
     storage: DatasetStorage,
 ):
-    """The page's images, streamed from NASA's file host into <root>/images/, one row each.
+    """The page's images, streamed from NASA's file host into `images/` of the dataset root,
+    one row each.
 
     Images already in storage are not downloaded again (status already_stored)."""
     client, store = nasa.client(), storage.store()

@@ -80,7 +80,7 @@ def sampled_manifest(
 ):
     """The sampled, valid items of a page with the image rendition chosen for each.
 
-    Rejected items are kept with their reason in <root>/rejected/<page>.parquet."""
+    Rejected items are kept with their reason in `rejected/<page>.parquet` of the dataset root."""
     client, store = nasa.client(), storage.store()
     allowed = parse_allowed_hosts(nasa.allowed_hosts)
     pages = {key: tables.records(results) for key, results in by_page(context, search_results).items()}

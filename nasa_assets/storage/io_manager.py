@@ -69,7 +69,7 @@ class ParquetStoreIOManager(dg.UPathIOManager):
 
 
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):
-    """Tables as Parquet under the dataset root: <root>/<asset>/<page>.parquet, locally or in S3."""
+    """Tables as Parquet under the dataset root, `<asset>/<page>.parquet`, locally or in S3."""
 
     storage: dg.ResourceDependency[DatasetStorage]
 
