@@ -4,11 +4,13 @@
 # credentials come from the environment at run time (README "Running in production").
 FROM python:3.11-slim
 
+# Without S3_BUCKET_NAME the dataset goes to NASA_ASSETS_LOCAL_DIR, a folder the non-root user owns.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    DAGSTER_HOME=/opt/dagster/dagster_home
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    NASA_ASSETS_LOCAL_DIR=/opt/dagster/data/moon_dataset
 
 WORKDIR /opt/dagster/app
 
@@ -32,8 +34,8 @@ RUN pip install --no-cache-dir --no-deps -c constraints.txt . \
 # Unprivileged runtime user (numeric, so Kubernetes can verify runAsNonRoot); DAGSTER_HOME is
 # where a deployment mounts its dagster.yaml (deploy/dagster.yaml).
 RUN useradd --create-home --uid 10001 --user-group dagster \
-    && mkdir -p "$DAGSTER_HOME" \
-    && chown dagster:dagster "$DAGSTER_HOME"
+    && mkdir -p "$DAGSTER_HOME" "$NASA_ASSETS_LOCAL_DIR" \
+    && chown dagster:dagster "$DAGSTER_HOME" "$NASA_ASSETS_LOCAL_DIR" /opt/dagster/data
 USER 10001
 
 EXPOSE 4000

@@ -17,9 +17,9 @@ $(STAMP): setup.py constraints.txt
 
 install: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: dagster.dev.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## run: materialize PAGES (e.g. PAGES=0001...0005) of moon_images_job against the real NASA API
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

@@ -30,17 +30,26 @@ class NasaApiResource(dg.ConfigurableResource):
 
     def client(self) -> NasaClient:
         if self._client is None:
-            self._client = NasaClient(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                allowed_hosts=parse_allowed_hosts(self.allowed_hosts),
-                rate_limiter=shared_limiter(self.base_url, self.rate_limit_per_hour),
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                max_retries=self.max_retries,
-                pool_size=self.pool_size,
-            )
+            self._client = self._new_client(self.read_timeout, self.max_retries)
         return self._client
+
+    def probe_client(self) -> NasaClient:
+        """A client for sensor ticks: one retry and short timeouts, so a struggling API makes
+        the tick skip well within the daemon's sensor timeout instead of timing it out."""
+        return self._new_client(min(self.read_timeout, 10.0), min(self.max_retries, 1), max_backoff=5.0)
+
+    def _new_client(self, read_timeout: float, max_retries: int, max_backoff: float = 30.0) -> NasaClient:
+        return NasaClient(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            allowed_hosts=parse_allowed_hosts(self.allowed_hosts),
+            rate_limiter=shared_limiter(self.base_url, self.rate_limit_per_hour),
+            connect_timeout=self.connect_timeout,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+            max_backoff=max_backoff,
+            pool_size=self.pool_size,
+        )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

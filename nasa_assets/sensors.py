@@ -28,9 +28,8 @@ def interval_seconds(env=os.environ) -> int:
     return seconds
 
 
-def _observe(nasa: NasaApiResource, previous: RefreshState | None) -> Decision:
+def _observe(client, nasa: NasaApiResource, previous: RefreshState | None) -> Decision:
     """Fetch page 1 and the pages the decision needs (two requests when nothing changed)."""
-    client = nasa.client()
     first = client.search_page(nasa.query, 1, PAGE_SIZE)
     fetched = {1: item_ids(first.items)}
     for page in pages_to_check(previous, first.total_hits, fetched[1]):
@@ -59,18 +58,21 @@ def nasa_search_refresh(context: dg.SensorEvaluationContext, nasa: NasaApiResour
         context.log.warning(f"{error}; starting over as on a first tick")
         previous = None
 
-    wait = nasa.client().rate_limiter.wait_time()
-    if wait > 0:
-        return dg.SensorResult(
-            skip_reason=f"NASA API request budget exhausted for {wait:.0f} s; cursor kept"
-        )
+    client = nasa.probe_client()
     try:
-        decision = _observe(nasa, previous)
+        wait = client.rate_limiter.wait_time()
+        if wait > 0:
+            return dg.SensorResult(
+                skip_reason=f"NASA API request budget exhausted for {wait:.0f} s; cursor kept"
+            )
+        decision = _observe(client, nasa, previous)
     except (NasaApiError, requests.RequestException, OSError) as error:
         # The client's messages never carry the API key; cursor=None keeps the stored cursor.
         return dg.SensorResult(
             skip_reason=f"NASA search API failed, cursor kept: {type(error).__name__}: {error}"
         )
+    finally:
+        client.close()
 
     context.log.info(decision.reason)
     cursor = decision.state.to_cursor()

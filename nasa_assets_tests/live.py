@@ -267,7 +267,7 @@ def running_dagster(s3_endpoint: str, base: Path) -> Iterator[LiveDagster]:
     home, workdir = base / "dagster_home", base / "cwd"
     home.mkdir()
     workdir.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "dagster.dev.yaml", home / "dagster.yaml")
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     bucket = f"nasa-live-{uuid.uuid4().hex[:8]}"

@@ -150,3 +150,13 @@ def test_an_unreadable_cursor_starts_over(nasa_double):
     result = tick(nasa_for(nasa_double), '{"v": 99}')
     assert pages(result) == ["0001", "0002", "0003"]
     assert json.loads(result.cursor)["v"] == 1
+
+
+def test_a_struggling_api_costs_a_tick_one_retry_at_most(nasa_double):
+    # The steps' client would retry 4 times with up to 30 s waits; a tick must stay well inside
+    # the daemon's sensor timeout, so its client retries once and waits at most 5 s.
+    nasa = nasa_for(nasa_double, max_retries=4)
+    nasa_double.faults = {"search": ["429"] * 10}
+    result = tick(nasa, None)
+    assert "NASA search API failed" in skip_message(result)
+    assert nasa_double.counts["search"] == 2
