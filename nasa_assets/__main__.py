@@ -67,26 +67,29 @@ def run(pages: str, with_dataset: bool = True) -> int:
     return 0 if ok else 1
 
 
+SUMMED = ("row_count", "items", "sampled", "rejected", "stored", "already_stored", "failed", "bytes_stored")
+
+
 def _report(result, label: str) -> bool:
-    seen = set()
-    for event in result.get_asset_materialization_events():
+    by_asset: dict[str, dict] = {}
+    for event in result.get_asset_materialization_events():  # one per page of a range run
         mat = event.event_specific_data.materialization
-        name = mat.asset_key.to_user_string()
-        if name in seen:  # one event per page, all carrying the step's metadata
-            continue
-        seen.add(name)
         meta = {k: v.value for k, v in mat.metadata.items()}
+        total = by_asset.setdefault(mat.asset_key.to_user_string(), dict(meta, **dict.fromkeys(SUMMED, 0)))
+        for key in SUMMED:
+            total[key] += int(meta.get(key) or 0)
+    for name, meta in by_asset.items():
         if name == "moon_images":
-            print(f"  {label} moon_images: {meta.get('stored')} stored, {meta.get('already_stored')} "
-                  f"already stored, {meta.get('failed')} failed, {meta.get('bytes_stored')} bytes")
+            print(f"  {label} moon_images: {meta['stored']} stored, {meta['already_stored']} "
+                  f"already stored, {meta['failed']} failed, {meta['bytes_stored']} bytes")
         elif name == "sampled_manifest":
-            print(f"  {label} sampled_manifest: {meta.get('sampled')} sampled of {meta.get('items')}, "
-                  f"{meta.get('rejected')} rejected {meta.get('rejected_reasons') or ''}")
+            print(f"  {label} sampled_manifest: {meta['sampled']} sampled of {meta['items']}, "
+                  f"{meta['rejected']} rejected {meta.get('rejected_reasons') or ''}".rstrip())
         elif name == "moon_dataset":
-            print(f"  {label} moon_dataset: {meta.get('row_count')} images in "
+            print(f"  {label} moon_dataset: {meta['row_count']} images in "
                   f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")
         else:
-            print(f"  {label} {name}: {meta.get('row_count')} rows")
+            print(f"  {label} {name}: {meta['row_count']} rows")
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             problems = evaluation.metadata.get("problems")

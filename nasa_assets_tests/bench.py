@@ -284,9 +284,12 @@ def _read_run_events(home: Path, run: ProjectRun) -> None:
                 continue
             kind = entry.dagster_event.event_type
             if kind == kinds.ASSET_MATERIALIZATION:
+                # One materialization per page, each with that page's counts.
                 meta = {k: v.value for k, v in entry.asset_materialization.metadata.items()}
-                run.stored, run.already_stored = int(meta.get("stored", 0)), int(meta.get("already_stored", 0))
-                run.failed, run.bytes_stored = int(meta.get("failed", 0)), int(meta.get("bytes_stored", 0))
+                run.stored += int(meta.get("stored", 0))
+                run.already_stored += int(meta.get("already_stored", 0))
+                run.failed += int(meta.get("failed", 0))
+                run.bytes_stored += int(meta.get("bytes_stored", 0))
             else:
                 times.setdefault(kind, entry.timestamp)  # the first STEP_OUTPUT: the table's
         if kinds.STEP_START in times and kinds.STEP_SUCCESS in times:

@@ -195,12 +195,14 @@ def test_hostile_pages(tmp_path, nasa_double, trap):
     assert rejected.loc[rejected["position"] == 6, "nasa_id"].item() == "DUP-IN-PAGE"
     assert pd.isna(rejected["nasa_id"].iloc[1])  # the item without one
     assert len(read_table((root / "rejected/0002.parquet").read_bytes())) == 0
-    meta = {}
+    meta = {}  # by asset, then page: a range run records each page's own figures
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
-        meta[materialization.asset_key.to_user_string()] = materialization.metadata
-    sm = meta["sampled_manifest"]
+        name = materialization.asset_key.to_user_string()
+        meta.setdefault(name, {})[materialization.partition] = materialization.metadata
+    sm = meta["sampled_manifest"]["0001"]
     assert sm["rejected"].value == len(expected_rejections)
+    assert meta["sampled_manifest"]["0002"]["rejected"].value == 0
     reasons = sm["rejected_reasons"].value
     assert reasons["item has no data object"] == 3 and reasons["image URL refused"] == 5
     assert sm["normalised"].value == {"title: control characters removed": 1,

@@ -60,6 +60,19 @@ def test_two_pages_store_images_and_tables(target, nasa_double):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"manifest_valid": True, "images_complete": True}
 
+    # One run, two materializations per asset, each with its own page's figures.
+    figures = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        figures[(mat.asset_key.to_user_string(), mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
+    for page in ("0001", "0002"):
+        assert figures[("search_results", page)]["row_count"] == 100
+        assert figures[("search_results", page)]["total_hits"] == 250
+        assert figures[("sampled_manifest", page)]["sampled"] == 100
+        assert figures[("moon_images", page)]["stored"] == 100
+        images = read_table(store.get(f"moon_images/{page}.parquet"))
+        assert figures[("moon_images", page)]["bytes_stored"] == images["bytes"].sum()
+
 
 def test_second_materialization_downloads_nothing(target, nasa_double):
     env, store = target

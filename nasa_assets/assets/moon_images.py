@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets import tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, single_or_dict
+from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
 from nasa_assets.imaging import (
     ImageFacts,
     ImageRejected,
@@ -221,18 +221,22 @@ def moon_images(
         combined = pd.concat(frames.values(), ignore_index=True)
         check = _completeness(store, manifests, combined, settings.max_failed_fraction, existing, pool)
     context.log.info(f"moon_images done; {progress.line()}")
+    record_page_metadata(context, {page: _counts(frame) for page, frame in frames.items()})
     yield dg.Output(
         single_or_dict(frames),
         metadata={
-            "row_count": len(combined),
-            **{status: int((combined["status"] == status).sum()) for status in ("stored", "already_stored", "failed")},
-            "bytes_stored": int(combined.loc[combined["status"] == "stored", "bytes"].sum()),
             "download_mb_per_s": round(progress.bytes / 1e6 / max(time.monotonic() - progress.started, 1e-6), 2),
             "images_root": store.uri("images/"),
             "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.allowed_hosts))),
         },
     )
     yield check
+
+
+def _counts(frame: pd.DataFrame) -> dict[str, int]:
+    statuses = {status: int((frame["status"] == status).sum()) for status in ("stored", "already_stored", "failed")}
+    return {"row_count": len(frame), **statuses,
+            "bytes_stored": int(frame.loc[frame["status"] == "stored", "bytes"].sum())}
 
 
 def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max_failed: float,

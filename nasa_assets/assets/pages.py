@@ -28,3 +28,11 @@ def by_page(context: dg.AssetExecutionContext, loaded) -> dict[str, pd.DataFrame
 
 def single_or_dict(frames: dict[str, pd.DataFrame]):
     return next(iter(frames.values())) if len(frames) == 1 else frames
+
+
+def record_page_metadata(context: dg.AssetExecutionContext, per_page: dict[str, dict]) -> None:
+    """Each page's own figures on its own materialization. A range run records one
+    materialization per page, and the step's Output metadata is copied onto every one of them,
+    so that metadata keeps only what holds for the whole step."""
+    for key, metadata in per_page.items():
+        context.add_asset_metadata(metadata, partition_key=key)

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets import manifest, tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, single_or_dict
+from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
 from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts
@@ -110,7 +110,7 @@ def sampled_manifest(
         # Written before the manifest itself, and always, so a rerun replaces stale rejections.
         store.write_parquet(table_key("rejected", key), tables.frame("rejected", rejected), table="rejected")
         per_page[key] = {"items": len(rows), "valid": len(valid), "sampled": len(kept),
-                         "rejected": len(rejected)}
+                         "rejected": len(rejected), "row_count": len(kept)}
         all_rejected += rejected
         context.log.info(f"page {key}: {per_page[key]}")
     context.log.info(f"{looked_up} collection.json look-ups (other items list their renditions, "
@@ -127,20 +127,19 @@ def sampled_manifest(
             f"rejected share above MAX_REJECTED_FRACTION={settings.max_rejected_fraction}: {over_budget}"
         )
     reasons = manifest.reason_counts(all_rejected)
+    record_page_metadata(context, {
+        k: c | {"rejected_uri": dg.MetadataValue.path(store.uri(table_key("rejected", k)))}
+        for k, c in per_page.items()
+    })
     yield dg.Output(
         single_or_dict(frames),
         metadata={
-            "row_count": len(combined),
-            "items": sum(c["items"] for c in per_page.values()),
-            "sampled": len(combined),
-            "rejected": len(all_rejected),
             "rejected_reasons": reasons,
             # Items whose text the parser cleaned (control characters removed, over-long text cut).
             "normalised": manifest.normalisation_counts([r for rows in pages.values() for r in rows]),
-            "per_page": per_page,
+            "pages_in_run": per_page,
             "sampling_factor": settings.sampling_factor,
             "collection_lookups": looked_up,
-            "rejected_uris": [store.uri(table_key("rejected", k)) for k in frames],
             "preview": dg.MetadataValue.md(_preview(combined)),
         },
     )

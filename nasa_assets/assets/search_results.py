@@ -1,7 +1,7 @@
 import dagster as dg
 
 from nasa_assets import tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, single_or_dict
+from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, record_page_metadata, single_or_dict
 from nasa_assets.nasa.parsing import parse_items
 from nasa_assets.partitions import PAGE_SIZE, page_number
 from nasa_assets.resources import NasaApiResource
@@ -17,23 +17,21 @@ def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
 
     A page past the last hit is an empty table, not an error."""
     client = nasa.client()
-    frames, total_hits, empty = {}, None, []
+    frames, per_page = {}, {}
     for key in context.partition_keys:
         page = client.search_page(nasa.query, page_number(key), PAGE_SIZE)
         rows = parse_items(page.items, page_number(key))
         frames[key] = tables.frame("search_results", rows)
-        total_hits = page.total_hits if not page.exhausted else total_hits
-        if not rows:
-            empty.append(key)
+        # Past the API's cap the answer carries no total: None, not a made-up number.
+        per_page[key] = {"row_count": len(rows), "total_hits": None if page.exhausted else page.total_hits}
         context.log.info(f"page {key}: {len(rows)} items (total_hits {page.total_hits})")
+    record_page_metadata(context, per_page)
     return dg.Output(
         single_or_dict(frames),
         metadata={
             "query": nasa.query,
-            "row_count": sum(len(f) for f in frames.values()),
-            "total_hits": total_hits,
-            "pages": list(frames),
-            "empty_pages": empty,
+            "pages_in_run": list(frames),
+            "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
             "api_requests": client.api_requests,
         },
     )
