@@ -203,6 +203,12 @@ def measure_stream(chunks, max_bytes: int) -> ImageFacts:
     return meter.finish()
 
 
+def source_digest(url: str) -> str:
+    """Where an object came from, as stored with it: ASCII-safe for S3 metadata, and the same for
+    the same URL, so a later run can tell a stored image from another source's under its key."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def sha256_of(chunks) -> str:
     digest = hashlib.sha256()
     for chunk in chunks:
@@ -249,5 +255,5 @@ def _download_once(client, store, url, key, max_bytes) -> ImageFacts:
             facts = meter.finish()
             spool.seek(0)
             store.put_file(key, spool, content_type=CONTENT_TYPES[facts.format],
-                           metadata=facts.as_metadata())
+                           metadata=facts.as_metadata() | {"source": source_digest(url)})
     return facts

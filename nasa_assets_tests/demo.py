@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["NASA_API_BASE_URL"] = double.base_url
         os.environ["NASA_ALLOWED_HOSTS"] = double.host
         os.environ.pop("NASA_API_KEY", None)  # the double needs none; keep a real key at home
+        # Synthetic images never go to a real bucket a .env may name: the demo is local only.
+        os.environ["S3_BUCKET_NAME"] = ""
         print(f"demo: NASA double on {double.base_url} with {args.total_hits} hits")
         from nasa_assets.__main__ import main as run_main
 

@@ -3,7 +3,6 @@
 import hashlib
 import json
 
-
 from nasa_assets.keys import image_key
 from nasa_assets.nasa.renditions import rendition_of
 from nasa_assets_tests.helpers import (
@@ -12,6 +11,7 @@ from nasa_assets_tests.helpers import (
     materialize_pages,
     read_table,
 )
+from nasa_assets_tests.nasa_double import NasaDouble
 
 TABLE_KEYS = {
     f"{table}/{page}.parquet"
@@ -163,3 +163,19 @@ def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_doub
 
     manifest = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
     assert _thumbnails({"0001": manifest}, "images-assets.nasa.gov") == {}
+
+
+def test_an_image_from_another_source_under_the_same_key_is_fetched_again(target, nasa_double):
+    """Keys derive from nasa_id alone; what a key holds is trusted only when it came from the
+    URL the manifest asks for now (e.g. `make demo`'s double wrote into the same root before)."""
+    env, store = target
+    assert materialize_pages(env, "0001").success
+    with NasaDouble(total_hits=250) as elsewhere:  # same ids, other host: other source URLs
+        env = {**env, "NASA_API_BASE_URL": elsewhere.base_url, "NASA_ALLOWED_HOSTS": elsewhere.host}
+        assert materialize_pages(env, "0001").success
+        assert elsewhere.counts["image"] == 100
+        again = materialize_pages(env, "0001")
+        assert again.success and elsewhere.counts["image"] == 100  # now it is known: no downloads
+    images = read_table(store.get("moon_images/0001.parquet"))
+    assert set(images["status"]) == {"already_stored"}
+    assert images["source_url"].str.startswith(elsewhere.base_url).all()

@@ -12,8 +12,8 @@ from nasa_assets.imaging import (
     ImageFacts,
     ImageRejected,
     download_to_store,
-    measure_stream,
     sha256_of,
+    source_digest,
 )
 from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
@@ -70,31 +70,31 @@ class Progress:
                 f"{self.counts['stored'] / elapsed:.0f} downloads/s")
 
 
-def _known_facts(store: ObjectStore, page: str) -> dict[str, ImageFacts]:
-    """Facts recorded by an earlier materialization of this page, by image key."""
+def _known_facts(store: ObjectStore, page: str) -> dict[str, tuple[ImageFacts, str]]:
+    """(facts, source URL) recorded by an earlier materialization of this page, by image key."""
     try:
         previous = store.read_parquet(table_key("moon_images", page))
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # never materialized, or unreadable: no shortcut
         return {}
     previous = previous[previous["status"].isin(STORED)]
     return {
-        row.image_key: ImageFacts(int(row.bytes), row.sha256, int(row.width), int(row.height), row.format)
+        row.image_key: (
+            ImageFacts(int(row.bytes), row.sha256, int(row.width), int(row.height), row.format),
+            row.source_url,
+        )
         for row in previous.itertuples()
     }
 
 
-def _facts_of_stored(store: ObjectStore, key: str, size: int, known: dict, max_bytes: int) -> ImageFacts | None:
-    """Facts of an object already in storage without downloading it from NASA again."""
-    facts = known.get(key)
-    if facts and facts.bytes == size:
+def _facts_of_stored(store: ObjectStore, key: str, size: int, url: str) -> ImageFacts | None:
+    """Facts kept with an object already in storage, if it was fetched from `url`; None when its
+    origin is another URL (another rendition or host, e.g. the demo's double) or unknown: then it
+    is downloaded again rather than trusted."""
+    meta = store.metadata(key)
+    facts = ImageFacts.from_metadata(meta)
+    if facts and facts.bytes == size and meta.get("source") == source_digest(url):
         return facts
-    facts = ImageFacts.from_metadata(store.metadata(key))
-    if facts and facts.bytes == size:
-        return facts
-    try:
-        return measure_stream(store.iter_chunks(key), max_bytes)  # local files, or foreign objects
-    except (ImageRejected, FileNotFoundError):
-        return None  # unreadable: download it again
+    return None
 
 
 def _entries(manifest: pd.DataFrame) -> list[dict]:
@@ -161,12 +161,12 @@ def moon_images(
     manifests = by_page(context, sampled_manifest)
     progress = Progress(context.log, {page: len(frame) for page, frame in manifests.items()})
     existing: dict[str, int] = {}
-    known: dict[str, ImageFacts] = {}
+    known: dict[str, tuple[ImageFacts, str]] = {}
 
     def known_row(page, entry) -> dict | None:
         """The row of an image an earlier table describes and storage still holds: no request."""
-        facts = known.get(entry["image_key"])
-        if facts is None or existing.get(entry["image_key"]) != facts.bytes:
+        facts, source = known.get(entry["image_key"], (None, None))
+        if facts is None or source != entry["image_url"] or existing.get(entry["image_key"]) != facts.bytes:
             return None
         progress.add(page, "already_stored")
         return _row(entry, "already_stored", facts, uri=store.uri(entry["image_key"]))
@@ -174,7 +174,7 @@ def moon_images(
     def materialize_one(page, entry):
         key = entry["image_key"]
         if key in existing:
-            facts = _facts_of_stored(store, key, existing[key], known, settings.max_image_bytes)
+            facts = _facts_of_stored(store, key, existing[key], entry["image_url"])
             if facts:
                 progress.add(page, "already_stored")
                 return _row(entry, "already_stored", facts, uri=store.uri(key))

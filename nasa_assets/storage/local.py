@@ -48,6 +48,7 @@ class LocalStore(ObjectStore):
                 shutil.copyfileobj(fileobj, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
+            _set_metadata(tmp, metadata or {})
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -73,7 +74,15 @@ class LocalStore(ObjectStore):
             return None
 
     def metadata(self, key: str) -> dict[str, str]:
-        return {}
+        """What put_file stored with the file, from its extended attributes (empty where the
+        file system has none: the caller then treats the object as of unknown origin)."""
+        path = self._path(key)
+        try:
+            names = os.listxattr(path)
+            return {n[len(XATTR_PREFIX):]: os.getxattr(path, n).decode() for n in names
+                    if n.startswith(XATTR_PREFIX)}
+        except (OSError, AttributeError, UnicodeDecodeError):  # no xattrs here, or not Linux
+            return {}
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -97,6 +106,18 @@ class LocalStore(ObjectStore):
             path.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+XATTR_PREFIX = "user.nasa_assets."
+
+
+def _set_metadata(path: str, metadata: dict[str, str]) -> None:
+    """Object metadata as extended attributes, like S3's; skipped where unsupported."""
+    try:
+        for name, value in metadata.items():
+            os.setxattr(path, XATTR_PREFIX + name, value.encode())
+    except (OSError, AttributeError):
+        pass
 
 
 def _alive(pid: int) -> bool:
