@@ -86,6 +86,8 @@ def test_manifest_and_card_from_overlapping_pages(built):
     assert len(set(ids["0001"]) & set(ids["0002"])) == 30  # the overlap the test is about
 
     table = store.read_parquet("moon_dataset.parquet")
+    meta = dataset_metadata(result)
+    assert meta["uri"] == store.uri("moon_dataset.parquet") and "path" not in meta  # absolute only
     # Exactly the union of stored ids, once each, page 1 first (first occurrence wins).
     assert list(table["nasa_id"]) == list(dict.fromkeys(ids["0001"] + ids["0002"]))
     assert table["nasa_id"].is_unique and len(table) == 170

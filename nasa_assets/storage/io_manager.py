@@ -58,7 +58,12 @@ class ParquetStoreIOManager(dg.UPathIOManager):
         """Unlike the stock manager, a single run may cover several pages (a single-run
         backfill): the asset then returns {partition_key: DataFrame}, one object per page."""
         if not context.has_asset_partitions:
-            return super().handle_output(context, obj)
+            # Not the stock handler: its "path" entry would be relative to nowhere (the UPath
+            # here only builds keys); the absolute URI is what a user can open.
+            path = self._get_path(context)
+            self.dump_to_path(context, obj, path)
+            context.add_output_metadata({"uri": dg.MetadataValue.path(self.store.uri(path.as_posix()))})
+            return
         paths = self._get_paths_for_partitions(context)
         frames = obj if isinstance(obj, dict) else {next(iter(paths)): obj}
         if set(frames) != set(paths):
