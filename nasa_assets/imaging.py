@@ -164,7 +164,10 @@ class ImageMeter:
             if self._jpeg.size and (crossed or self._probe == len(HEADER_PROBES)):
                 self._jpeg_header()
         elif self.header is None and self._probe < len(HEADER_PROBES):
-            self._head += chunk[: HEADER_PROBES[-1] - len(self._head)]
+            # Only while the head is still the file's exact prefix: after the JPEG scanner gave up
+            # on a capped head, later chunks would make non-contiguous bytes for Pillow.
+            if len(self._head) == self.size - len(chunk):
+                self._head += chunk[: HEADER_PROBES[-1] - len(self._head)]
             while self._probe < len(HEADER_PROBES) and len(self._head) >= HEADER_PROBES[self._probe]:
                 self._probe += 1
                 self._try_header()

@@ -308,3 +308,17 @@ def test_parquet_round_trip_keeps_types(store):
     empty = tables.frame("search_results", [])
     store.write_parquet("search_results/0002.parquet", empty, table="search_results")
     assert len(store.read_parquet("search_results/0002.parquet")) == 0
+
+
+def test_head_stays_the_exact_prefix_when_the_jpeg_scanner_gives_up_late():
+    # SOI, 128 KB of comments, then a segment with an impossible length: the scanner gives up past
+    # the 64 KB it kept for Pillow, which must then see only the file's true first bytes.
+    comment = b"\xff\xfe" + struct.pack(">H", 65535) + b"c" * 65533
+    data = b"\xff\xd8" + comment + comment + b"\xff\xe1\x00\x01" + b"x" * 200_000
+    meter = ImageMeter(max_bytes=MB)
+    for chunk in chunks(data, 16 * 1024):
+        meter.feed(chunk)
+    head = bytes(meter._head)
+    assert head and data.startswith(head)
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        meter.finish()
