@@ -27,6 +27,9 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from nasa_assets import tables
+# Importing imaging sets Pillow's pixel limit to the one ingestion validated against, so an image
+# the pipeline stored (up to 200 MP) loads here without a DecompressionBomb warning or error.
+from nasa_assets.imaging import MAX_PIXELS  # noqa: F401
 from nasa_assets.keys import table_key
 from nasa_assets.storage import LocalStore, ObjectStore, S3Store
 

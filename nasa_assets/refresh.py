@@ -1,27 +1,30 @@
 """What the refresh sensor remembers about the search results, and which pages a change affects.
 
 Pure functions, no I/O: the sensor (nasa_assets/sensors.py) fetches pages and hands their nasa_ids
-here. NASA has no sort parameter, so the sensor cannot see everything cheaply; it watches the two
-ends of the result list on every tick:
+here. NASA has no sort parameter, and reading all 100 pages on every tick would cost 100 requests,
+so each tick reads two pages:
 
 - page 1 (its response also carries ``total_hits``), and
-- the last page of the previous tick (the page that held the last hit then), whose items are
-  kept as ``count`` + fingerprint so the next tick can tell "new hits were appended after them"
-  from "the list shifted under them".
+- one watched page: while ``total_hits`` stays the same, the pages 2 .. last take turns, one per
+  tick, so every page is compared again within (last - 1) ticks; when ``total_hits`` changed, the
+  previous last page instead (and the new last page, to remember it).
 
-A page's fingerprint is the sha256 of its ordered nasa_ids. "Affected" pages are then:
+A page's fingerprint is the sha256 of its ordered nasa_ids; the cursor keeps ``count`` +
+fingerprint of every page it has seen, so a later tick can tell "new hits were appended after the
+old last page's items" from "the list shifted under them". "Affected" pages are then:
 
 1. first tick (no cursor): every page that exists, 1 .. ceil(total_hits / 100) (at most 100);
-2. total_hits unchanged: page 1 if its fingerprint changed, and the last page if its fingerprint
-   changed (an item replaced or reordered in place). Changes confined to the middle pages with an
-   unchanged total are not visible from the two ends; a backfill covers those.
+2. total_hits unchanged: page 1 if its fingerprint changed, and the watched page if its
+   fingerprint changed since it was last seen (an item replaced or reordered in place). A page
+   seen for the first time since it was refreshed is only remembered.
 3. total_hits changed: a range from the first page that may differ to the last page that exists
    now or existed before (pages past the new end are re-materialized as empty tables):
    - page 1 changed: from page 1 (new hits can land anywhere, so everything may have moved);
    - page 1 unchanged and the old last page still starts with exactly the items it had: new hits
      were appended after them, so from the old last page (or the page after it when it was full
      and is unchanged);
-   - otherwise (page 1 unchanged, the old last page shifted): from page 2.
+   - otherwise (page 1 unchanged, the old last page shifted or was never seen): from page 2.
+   The fingerprints of the refreshed pages that were not read on this tick are forgotten.
 
 Pages past 100 (the API's 10,000-hit cap) are never requested nor affected.
 """
@@ -35,7 +38,10 @@ from dataclasses import dataclass, field
 
 from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_key
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
+# Version 1 cursors (no watched page) are read as version 2 with the watch at page 2.
+READABLE_VERSIONS = (1, 2)
+FIRST_WATCHED = 2
 
 
 def last_page(total_hits: int) -> int:
@@ -75,12 +81,14 @@ class PageSeen:
 
 @dataclass(frozen=True)
 class RefreshState:
-    """The cursor: total_hits and what the checked pages held, plus how many times runs were
-    requested (``generation``, part of every run key so a state seen again is refreshed again)."""
+    """The cursor: total_hits and what the pages seen held, the page to watch next, and how many
+    times runs were requested (``generation``, part of every run key so a state seen again is
+    refreshed again)."""
 
     total_hits: int
     pages: dict[int, PageSeen] = field(default_factory=dict)
     generation: int = 0
+    watch: int = FIRST_WATCHED
 
     def to_cursor(self) -> str:
         return json.dumps(
@@ -88,6 +96,7 @@ class RefreshState:
                 "v": CURSOR_VERSION,
                 "total_hits": self.total_hits,
                 "generation": self.generation,
+                "watch": self.watch,
                 "pages": {
                     page_key(p): {"count": s.count, "fingerprint": s.fingerprint}
                     for p, s in sorted(self.pages.items())
@@ -105,13 +114,18 @@ class RefreshState:
         try:
             data = json.loads(cursor)
             version = data.get("v") if isinstance(data, dict) else None
-            if version != CURSOR_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise ValueError(f"cursor version {version!r}")
             pages = {
                 int(key): PageSeen(int(seen["count"]), str(seen["fingerprint"]))
                 for key, seen in data["pages"].items()
             }
-            return cls(int(data["total_hits"]), pages, int(data.get("generation", 0)))
+            return cls(
+                int(data["total_hits"]),
+                pages,
+                int(data.get("generation", 0)),
+                int(data.get("watch", FIRST_WATCHED)),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"unreadable refresh cursor ({error})") from None
 
@@ -123,18 +137,33 @@ class RefreshState:
         return hashlib.sha256(observed.encode()).hexdigest()[:16]
 
 
+def watched_page(previous: RefreshState, total_hits: int) -> int | None:
+    """The page this tick compares when total_hits is unchanged; None when page 1 is all there is."""
+    last = last_page(total_hits)
+    if last < FIRST_WATCHED:
+        return None
+    return previous.watch if FIRST_WATCHED <= previous.watch <= last else FIRST_WATCHED
+
+
+def _next_watch(page: int, total_hits: int) -> int:
+    return page + 1 if page + 1 <= last_page(total_hits) else FIRST_WATCHED
+
+
 def pages_to_check(
     previous: RefreshState | None, total_hits: int, page1: Sequence[str | None]
 ) -> list[int]:
-    """The pages to fetch after page 1: the previous last page (when its items are needed to
-    decide) and the current last page (to remember it). The same page when nothing changed,
-    so an unchanged tick costs two requests (one when everything fits on page 1)."""
+    """The pages to fetch after page 1. With total_hits unchanged: the watched page (one request
+    more; none when everything fits on page 1). Otherwise: the previous last page (when its items
+    are needed to decide) and the current last page (to remember it)."""
+    if previous is not None and total_hits == previous.total_hits:
+        page = watched_page(previous, total_hits)
+        return [] if page is None else [page]
     pages = []
     if previous is not None:
         old_last = last_page(previous.total_hits)
         first_changed = previous.pages.get(1) != PageSeen.of(page1)
         # With page 1 and the total both changed, the answer is "from page 1" whatever the tail.
-        if old_last > 1 and not (first_changed and total_hits != previous.total_hits):
+        if old_last > 1 and not first_changed:
             pages.append(old_last)
     new_last = last_page(total_hits)
     if new_last > 1 and new_last not in pages:
@@ -171,34 +200,53 @@ def decide(
     ``fetched`` holds page 1 and the pages `pages_to_check` named, as lists of nasa_ids.
     """
     new_last = last_page(total_hits)
-    remembered = {p: PageSeen.of(fetched[p]) for p in {1, new_last} if p >= 1 and p in fetched}
+    seen_now = {p: PageSeen.of(ids) for p, ids in fetched.items() if 1 <= p <= new_last}
     if previous is None:
         keys = _keys(range(1, new_last + 1))
-        state = RefreshState(total_hits, remembered, generation=1 if keys else 0)
+        state = RefreshState(total_hits, seen_now, generation=1 if keys else 0)
         return Decision(keys, state, f"first tick: {total_hits} hits, {_span(keys)} requested")
 
+    first_changed = previous.pages.get(1) != seen_now.get(1, PageSeen.of([]))
+    if total_hits == previous.total_hits:
+        watched = watched_page(previous, total_hits)
+        before = previous.pages.get(watched) if watched is not None else None
+        watched_changed = before is not None and watched in seen_now and before != seen_now[watched]
+        pages = sorted(({1} if first_changed else set()) | ({watched} if watched_changed else set()))
+        keys = _keys(pages)
+        watch = _next_watch(watched, total_hits) if watched is not None else FIRST_WATCHED
+        state = RefreshState(
+            total_hits,
+            {**previous.pages, **seen_now},
+            previous.generation + (1 if keys else 0),
+            watch,
+        )
+        looked_at = "page 0001" + (f" and page {page_key(watched)}" if watched else "")
+        if not keys:
+            return Decision([], state, f"no change: {total_hits} hits, {looked_at} unchanged")
+        return Decision(keys, state, f"same total_hits ({total_hits}): {_span(keys)} affected")
+
     old_last = last_page(previous.total_hits)
-    first_changed = previous.pages.get(1) != PageSeen.of(fetched.get(1, []))
     old_tail = previous.pages.get(old_last) if old_last > 1 else None
     tail_ids = fetched.get(old_last) if old_last > 1 else None
     tail_changed = old_tail is not None and tail_ids is not None and old_tail != PageSeen.of(tail_ids)
     tail_kept = old_tail is not None and tail_ids is not None and old_tail.still_starts(tail_ids)
-
-    if total_hits == previous.total_hits:
-        pages = sorted(({1} if first_changed else set()) | ({old_last} if tail_changed else set()))
-        what = f"same total_hits ({total_hits})"
+    if first_changed:
+        start, why = 1, "page 0001 changed"
+    elif tail_kept:
+        start = old_last if tail_changed else old_last + 1
+        why = f"page 0001 unchanged, page {page_key(old_last)} kept its {old_tail.count} items"
     else:
-        if first_changed:
-            start, why = 1, "page 0001 changed"
-        elif tail_kept:
-            start = old_last if tail_changed else old_last + 1
-            why = f"page 0001 unchanged, page {page_key(old_last)} kept its {old_tail.count} items"
-        else:
-            start, why = 2, "page 0001 unchanged, later pages shifted"
-        pages = list(range(start, max(new_last, old_last) + 1))
-        what = f"total_hits {previous.total_hits} -> {total_hits}, {why}"
+        start, why = 2, "page 0001 unchanged, later pages shifted"
+    pages = list(range(start, max(new_last, old_last) + 1))
     keys = _keys(pages)
-    state = RefreshState(total_hits, remembered, previous.generation + (1 if keys else 0))
-    if not keys and state.pages == previous.pages and total_hits == previous.total_hits:
-        return Decision([], previous, f"no change: {total_hits} hits, first and last page unchanged")
+    # What a refreshed page held before is no evidence of what it holds now: keep only what this
+    # tick read, and the untouched pages before the range.
+    kept = {p: seen for p, seen in previous.pages.items() if p < start and p <= new_last}
+    state = RefreshState(
+        total_hits,
+        {**kept, **seen_now},
+        previous.generation + (1 if keys else 0),
+        previous.watch if FIRST_WATCHED <= previous.watch <= new_last else FIRST_WATCHED,
+    )
+    what = f"total_hits {previous.total_hits} -> {total_hits}, {why}"
     return Decision(keys, state, f"{what}: {_span(keys)} affected")

@@ -29,7 +29,7 @@ def interval_seconds(env=os.environ) -> int:
 
 
 def _observe(client, nasa: NasaApiResource, previous: RefreshState | None) -> Decision:
-    """Fetch page 1 and the pages the decision needs (two requests when nothing changed)."""
+    """Fetch page 1 and the pages the decision needs (two requests when the total is unchanged)."""
     first = client.search_page(nasa.query, 1, PAGE_SIZE)
     fetched = {1: item_ids(first.items)}
     for page in pages_to_check(previous, first.total_hits, fetched[1]):
@@ -45,10 +45,11 @@ def _observe(client, nasa: NasaApiResource, previous: RefreshState | None) -> De
 def nasa_search_refresh(context: dg.SensorEvaluationContext, nasa: NasaApiResource):
     """Requests moon_images_job runs for the search pages whose results changed at NASA.
 
-    Each tick fetches search page 1 and the last page (2 API requests when nothing changed, 3 at
-    most) and compares them with the cursor (versioned JSON: total_hits, and count + sha256 of the
-    ordered nasa_ids of the pages checked). See nasa_assets/refresh.py for which pages count as
-    affected. The first tick, with an empty cursor, requests every page that exists (up to 100):
+    Each tick fetches search page 1 and one more page, and compares them with the cursor
+    (versioned JSON: total_hits, and count + sha256 of the ordered nasa_ids of each page seen).
+    While total_hits stays the same, pages 2..last take turns as that second page, so every page
+    is compared within (last - 1) ticks; when it changed, the old and new last pages are read
+    (3 requests at most). See nasa_assets/refresh.py for which pages count as affected. The first tick, with an empty cursor, requests every page that exists (up to 100):
     this sensor ships stopped and is meant to be turned on deliberately. When the API fails, the
     tick is skipped with the error and the cursor is kept.
     """

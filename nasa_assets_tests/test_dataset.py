@@ -4,6 +4,8 @@ condition, and the public loader in nasa_assets.dataset."""
 import collections
 import hashlib
 import io
+import subprocess
+import sys
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +19,7 @@ from nasa_assets.assets.moon_dataset import (
     preview_grid,
 )
 from nasa_assets.dataset import iter_images, load_manifest
+from nasa_assets.imaging import MAX_PIXELS
 from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.sampling import split_for
 from nasa_assets.settings import resources_from_env
@@ -416,3 +419,11 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
         instance.report_run_canceled(run)
         requested, cursor = tick(cursor)
         assert requested == 1
+
+
+def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
+    # A fresh interpreter importing only the public loader: Pillow's limit must already be the
+    # pipeline's (200 MP), not Pillow's default (89 MP warning, 179 MP error).
+    code = "import PIL.Image, nasa_assets.dataset; print(PIL.Image.MAX_IMAGE_PIXELS * 2)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == MAX_PIXELS == 200_000_000

@@ -61,17 +61,26 @@ def test_item_ids_survive_malformed_items():
 
 
 def test_cursor_round_trips_and_is_versioned_json():
-    state = RefreshState(250, {1: PageSeen.of(["a"]), 3: PageSeen.of(["b", "c"])}, generation=4)
+    state = RefreshState(
+        250, {1: PageSeen.of(["a"]), 3: PageSeen.of(["b", "c"])}, generation=4, watch=3
+    )
     cursor = state.to_cursor()
     data = json.loads(cursor)
-    assert data["v"] == 1 and data["total_hits"] == 250 and data["generation"] == 4
+    assert data["v"] == 2 and data["total_hits"] == 250 and data["generation"] == 4
+    assert data["watch"] == 3
     assert data["pages"]["0003"] == {"count": 2, "fingerprint": fingerprint(["b", "c"])}
     assert RefreshState.from_cursor(cursor) == state
     assert RefreshState.from_cursor(None) is None
     assert RefreshState.from_cursor("") is None
 
 
-@pytest.mark.parametrize("bad", ["not json", "[]", '{"v": 2, "total_hits": 1, "pages": {}}',
+def test_a_version_1_cursor_is_read_with_the_watch_at_page_2():
+    v1 = json.dumps({"v": 1, "total_hits": 250, "generation": 3,
+                     "pages": {"0001": {"count": 1, "fingerprint": fingerprint(["a"])}}})
+    assert RefreshState.from_cursor(v1) == RefreshState(250, {1: PageSeen.of(["a"])}, 3, watch=2)
+
+
+@pytest.mark.parametrize("bad", ["not json", "[]", '{"v": 3, "total_hits": 1, "pages": {}}',
                                  '{"v": 1}', '{"v": 1, "total_hits": 3, "pages": {"x": {}}}'])
 def test_unreadable_cursor_is_a_value_error(bad):
     with pytest.raises(ValueError, match="unreadable refresh cursor"):
@@ -92,15 +101,20 @@ def test_first_tick_without_hits_requests_nothing():
     assert decision.state.total_hits == 0
 
 
-def test_unchanged_results_cost_two_requests_and_keep_the_cursor():
+def test_unchanged_results_cost_two_requests_each_tick_watching_pages_in_turn():
     items = corpus(250)
-    first = tick(items, None)
-    requests = []
-    again = tick(items, first.state, requests)
-    assert again.affected == []
-    assert again.state == first.state
-    assert again.state.to_cursor() == first.state.to_cursor()
-    assert requests == [1, 3]
+    state = tick(items, None).state
+    watched = []
+    for _ in range(5):
+        requests = []
+        again = tick(items, state, requests)
+        assert again.affected == [] and "no change" in again.reason
+        assert again.state.total_hits == 250 and again.state.generation == state.generation
+        assert len(requests) == 2
+        watched.append(requests[1])
+        state = again.state
+    assert watched == [2, 3, 2, 3, 2]
+    assert state.pages == {p: PageSeen.of(page_of(items, p)) for p in (1, 2, 3)}
     single = tick(corpus(80), None).state
     requests = []
     assert tick(corpus(80), single, requests).affected == [] and requests == [1]
@@ -112,7 +126,7 @@ def test_hits_appended_to_a_partial_last_page():
     decision = tick(items + corpus(60, "NEW"), state)
     assert decision.affected == ["0003", "0004"]
     assert "kept its 50 items" in decision.reason
-    assert decision.state.total_hits == 310 and set(decision.state.pages) == {1, 4}
+    assert decision.state.total_hits == 310 and set(decision.state.pages) == {1, 3, 4}
 
 
 def test_hits_appended_after_a_full_last_page_start_on_the_next_page():
@@ -155,7 +169,47 @@ def test_replaced_item_with_same_total_affects_only_its_page():
     assert tick(on_first, state).affected == ["0001"]
     on_last = list(items)
     on_last[249] = "REPLACED"
-    assert tick(on_last, state).affected == ["0003"]
+    # The watch is on page 2 first, then on the last page.
+    assert tick(on_last, state).affected == []
+    assert tick(on_last, tick(items, state).state).affected == ["0003"]
+
+
+@pytest.mark.parametrize("position", [0, 150, 230, 399, 449])
+def test_an_in_place_change_on_any_page_is_found_within_one_round_of_the_watch(position):
+    items = corpus(450)  # pages 1-5
+    state = tick(items, None).state
+    for _ in range(4):  # one round: every page has been seen
+        state = tick(items, state).state
+    changed = list(items)
+    changed[position] = "REPLACED"
+    affected = []
+    for _ in range(4):
+        decision = tick(changed, state)
+        affected += decision.affected
+        state = decision.state
+    assert affected == [f"{position // 100 + 1:04d}"]
+
+
+def test_a_page_seen_for_the_first_time_is_only_remembered():
+    items = corpus(450)
+    state = tick(items, None).state
+    assert 2 not in state.pages
+    decision = tick(items[:120] + ["REPLACED"] + items[121:], state)
+    assert decision.affected == [] and 2 in decision.state.pages
+
+
+def test_a_refresh_forgets_what_the_refreshed_pages_held():
+    items = corpus(450)
+    state = tick(items, None).state
+    for _ in range(4):
+        state = tick(items, state).state
+    assert set(state.pages) == {1, 2, 3, 4, 5}
+    shifted = items[:230] + corpus(3, "NEW") + items[230:]
+    decision = tick(shifted, state)
+    assert decision.affected == ["0002", "0003", "0004", "0005"]
+    # Pages 2 and 3 were not read on this tick, so their old fingerprints are dropped rather than
+    # compared with what the refresh already fetched; 5 (the old last page) and 1 were read.
+    assert set(decision.state.pages) == {1, 5}
 
 
 def test_changes_past_the_api_cap_affect_nothing():

@@ -61,7 +61,7 @@ def test_first_tick_requests_the_pages_that_exist(nasa_double):
     assert pages(result) == ["0001", "0002", "0003"]
     assert len({r.run_key for r in result.run_requests}) == 3
     cursor = json.loads(result.cursor)
-    assert cursor["v"] == 1 and cursor["total_hits"] == 250
+    assert cursor["v"] == 2 and cursor["total_hits"] == 250
     assert sorted(cursor["pages"]) == ["0001", "0003"]
     assert nasa_double.counts["search"] == 2
 
@@ -78,7 +78,9 @@ def test_no_change_skips_with_at_most_two_requests(nasa_double, started):
     result = tick(nasa, cursor)
     assert not result.run_requests
     assert "no change" in skip_message(result)
-    assert result.cursor == cursor
+    before, after = json.loads(cursor), json.loads(result.cursor)
+    assert after["total_hits"] == before["total_hits"] and after["generation"] == before["generation"]
+    assert (before["watch"], after["watch"]) == (2, 3)  # the next tick compares page 3
     assert nasa_double.counts["search"] <= 2
 
 
@@ -108,6 +110,19 @@ def test_a_replaced_item_affects_its_page_only(nasa_double, started):
     assert pages(result) == ["0001"]
     nasa_double.replace_item(249, "MOON-REPLACED-2")
     assert pages(tick(nasa, result.cursor)) == ["0003"]
+
+
+def test_a_change_in_a_middle_page_is_found_when_its_turn_comes(nasa_double, started):
+    nasa, cursor = started
+    for _ in range(2):  # pages 2 and 3 are each compared once
+        cursor = tick(nasa, cursor).cursor
+    nasa_double.replace_item(150, "MOON-REPLACED-MIDDLE")
+    affected = []
+    for _ in range(2):
+        result = tick(nasa, cursor)
+        affected += pages(result)
+        cursor = result.cursor
+    assert affected == ["0002"]
 
 
 def test_the_same_state_twice_gives_identical_run_keys(nasa_double, started):
@@ -149,7 +164,7 @@ def test_unreachable_api_skips_without_leaking_the_key(nasa_double, started):
 def test_an_unreadable_cursor_starts_over(nasa_double):
     result = tick(nasa_for(nasa_double), '{"v": 99}')
     assert pages(result) == ["0001", "0002", "0003"]
-    assert json.loads(result.cursor)["v"] == 1
+    assert json.loads(result.cursor)["v"] == 2
 
 
 def test_a_struggling_api_costs_a_tick_one_retry_at_most(nasa_double):
