@@ -40,13 +40,23 @@ def run(pages: str, with_dataset: bool = True) -> int:
 
     import dagster as dg
 
+    from nasa_assets.console import concise_console_logger
+    from nasa_assets.jobs import moon_images_job
+
     home = os.getenv("DAGSTER_HOME")
     if home and not os.path.isdir(home):
         print(f"nasa_assets: DAGSTER_HOME {home} is not a directory; create it or unset it", file=sys.stderr)
         return 2
     # With DAGSTER_HOME the runs land in that instance (and show in `make dev`'s UI).
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
-    job = defs.resolve_job_def("moon_images_job")
+    # The code location's assets and resources, with a console logger that leaves stack traces
+    # to the event log.
+    dataset_job = dg.define_asset_job("moon_dataset_build", selection=["moon_dataset"])
+    cli_defs = dg.Definitions(
+        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, dataset_job],
+        loggers={"console": concise_console_logger},
+    )
+    job = cli_defs.resolve_job_def(moon_images_job.name)
     store = defs.resources["storage"].store()
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
     ok = True
@@ -56,11 +66,13 @@ def run(pages: str, with_dataset: bool = True) -> int:
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, f"{start}" if start == end else f"{start}...{end}")
-    if with_dataset:
+    if with_dataset and not ok:
+        print("nasa_assets: moon_dataset not rebuilt because a page run failed; fix the cause above "
+              "and run again (stored images are not downloaded twice)", file=sys.stderr)
+    elif with_dataset:
         # Consolidate every page stored so far: <root>/moon_dataset.parquet and the card.
-        result = dg.materialize(
-            defs.assets, selection=["moon_dataset"], resources=defs.resources, instance=instance,
-            raise_on_error=False, run_config=QUIET_LOGS,
+        result = cli_defs.resolve_job_def(dataset_job.name).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
     print(f"nasa_assets: dataset at {store.root_uri}")
@@ -71,6 +83,8 @@ SUMMED = ("row_count", "items", "sampled", "rejected", "stored", "already_stored
 
 
 def _report(result, label: str) -> bool:
+    from nasa_assets.console import root_cause
+
     by_asset: dict[str, dict] = {}
     for event in result.get_asset_materialization_events():  # one per page of a range run
         mat = event.event_specific_data.materialization
@@ -98,7 +112,7 @@ def _report(result, label: str) -> bool:
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
                 error = event.event_specific_data.error
-                print(f"  {label} step {event.step_key} failed: {error.message.strip() if error else ''}",
+                print(f"  {label} step {event.step_key} failed: {root_cause(error) if error else ''}",
                       file=sys.stderr)
     return result.success
 

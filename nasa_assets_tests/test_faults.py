@@ -7,6 +7,7 @@ against the double, into a local folder and into S3 (moto's server mode)."""
 import hashlib
 import io
 import random
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ import requests
 
 from nasa_assets.imaging import download_to_store
 from nasa_assets.keys import image_key
-from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient
+from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient, describe_transient
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, S3Store
@@ -181,6 +182,19 @@ def test_search_gives_up_on_a_dead_connection_without_leaking_the_url(nasa_doubl
     assert "failed after 3 attempts" in message and "k3y" not in message and "api_key" not in message
 
 
+def test_a_refused_connection_is_described_by_its_os_error_without_the_url():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/search"
+    with pytest.raises(requests.ConnectionError) as raised:
+        requests.get(url, params={"api_key": "k3y-NOT-FOR-LOGS"}, timeout=5)
+    assert "k3y" in str(raised.value)  # requests' own message carries the query string
+    assert describe_transient(raised.value) == "ConnectionError ([Errno 111] Connection refused)"
+    reset = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
+    assert describe_transient(reset) == "ConnectionError ([Errno 104] Connection reset by peer)"
+    assert describe_transient(requests.ReadTimeout("GET /search?api_key=x")) == "ReadTimeout"
+
+
 @pytest.mark.parametrize("fault, reason", [
     ("503", "HTTP 503 from the file host"),
     ("reset", "failed after 3 attempts: ConnectionError"),
@@ -277,7 +291,7 @@ def test_an_image_that_keeps_failing_is_a_failed_row_within_the_budget(target, n
     assert (images["status"] == "failed").sum() == 3
     assert images.loc[ids[10], "error"] == "HTTP 500 from the file host"
     assert images.loc[ids[20], "error"] == "transfer interrupted (ChunkedEncodingError); gave up after 3 attempts"
-    assert images.loc[ids[30], "error"].endswith("failed after 2 attempts: ConnectionError")
+    assert "failed after 2 attempts: ConnectionError" in images.loc[ids[30], "error"]
     for nasa_id in broken:
         assert images.loc[nasa_id, ["bytes", "sha256", "image_uri"]].isna().all()
         assert not store.exists(images.loc[nasa_id, "image_key"])  # no object, not even a partial one

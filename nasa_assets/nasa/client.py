@@ -29,6 +29,23 @@ MAX_REDIRECTS = 5
 USER_AGENT = "nasa_assets/0.1 (+https://github.com/; dataset builder)"
 
 
+def describe_transient(error: BaseException) -> str:
+    """The error's type and, when one is found in its chain, the OS-level cause, e.g.
+    "ConnectionError ([Errno 111] Connection refused)". Built from errno and strerror only,
+    never from a message, so no URL (or api_key) can leak through it."""
+    seen, todo = set(), [error]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen or len(seen) > 20:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.errno, int) and current.strerror:
+            return f"{type(error).__name__} ([Errno {current.errno}] {current.strerror})"
+        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+    return type(error).__name__
+
+
 class NasaApiError(RuntimeError):
     """The search API failed in a way retries did not fix. Messages are safe to log."""
 
@@ -154,7 +171,7 @@ class NasaClient:
                 else:
                     raise FetchError(f"too many redirects from {self._shown(url)}")
             except TRANSIENT_ERRORS as error:
-                last_problem = type(error).__name__
+                last_problem = describe_transient(error)
                 continue
             except requests.RequestException as error:  # e.g. a URL requests cannot send
                 problem = type(error).__name__
