@@ -8,6 +8,7 @@ become failed rows while memory stays flat. Property tests cover the screening a
 for arbitrary JSON (test_properties.py covers the parser, safe_name and url_block_reason)."""
 
 import hashlib
+import json
 import io
 import threading
 import time
@@ -27,6 +28,7 @@ from nasa_assets.imaging import ImageRejected, download_to_store
 from nasa_assets.keys import image_key
 from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient
 from nasa_assets.nasa.parsing import parse_items
+from nasa_assets.nasa.renditions import renditions_from_urls
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts, redact, url_block_reason
 from nasa_assets.storage import LocalStore, S3Store
@@ -501,3 +503,22 @@ def test_fetching_any_path_on_an_allowed_host_fails_only_with_fetch_error(nasa_d
         assert error.reason
     except requests.RequestException as error:  # pragma: no cover - the bug this test looks for
         pytest.fail(f"{type(error).__name__} escaped the client")
+
+
+def test_an_unparsable_url_in_a_listing_is_skipped_not_a_crash(tmp_path, nasa_double):
+    """`http://[broken/...` makes urlsplit raise; the URL is ignored and the item proceeds."""
+    assert renditions_from_urls(["http://[broken/x~large.jpg", f"{ASSETS}/i/x~small.jpg"]) == {
+        "small": f"{ASSETS}/i/x~small.jpg"
+    }
+    v10 = [item for item in nasa_double.corpus() if manifest.listed_renditions({"raw": json.dumps(item)}) is None]
+    fixed, broken_only = v10[0]["data"][0]["nasa_id"], v10[1]["data"][0]["nasa_id"]
+    urls = requests.get(v10[0]["href"], timeout=10).json()
+    nasa_double.set_collection(fixed, ["http://[broken/x~large.jpg", *urls])
+    nasa_double.set_collection(broken_only, ["http://[broken/y~large.jpg", "http://[::1/y~orig.jpg"])
+
+    result = materialize_pages(local_env(nasa_double, tmp_path), "0001")
+    assert result.success
+    kept = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes()).set_index("nasa_id")
+    assert kept.loc[fixed, "image_url"] in urls and kept.loc[fixed, "rendition"] == "large"
+    rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes()).set_index("nasa_id")
+    assert rejected.loc[broken_only, "reason"] == "no image rendition available"

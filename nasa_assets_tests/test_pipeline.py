@@ -147,6 +147,29 @@ def test_failing_manifest_check_blocks_downloads(tmp_path, nasa_double):
     assert rejected["reason"].str.startswith(("image URL refused", "collection.json")).all()
 
 
+def test_lost_sampled_items_fail_the_manifest_check_whatever_the_sampling_factor(tmp_path, nasa_double):
+    # One item in five is sampled; every collection.json look-up then answers an HTML page. Against
+    # all 100 items the loss looks small (under 20%); against the sampled items it is most of them.
+    nasa_double.faults = {"collection": ["html"] * 500}
+    env = local_env(nasa_double, tmp_path, SEARCH_RESULT_SAMPLING_FACTOR="5")
+    result = materialize_pages(env, "0001")
+
+    assert not result.success
+    evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}["manifest_valid"]
+    assert not evaluation.passed
+    rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes())
+    kept = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
+    lost = rejected["reason"].str.startswith("collection.json").sum()
+    assert lost > 0 and lost / 100 <= 0.2 < lost / (lost + len(kept))
+    assert evaluation.metadata["rejected_share"].value == {"0001": round(len(rejected) / 100, 3)}
+    assert evaluation.metadata["unresolved_share_of_sampled"].value == {
+        "0001": round(lost / (lost + len(kept)), 3)
+    }
+    assert "without a usable image URL" in str(evaluation.metadata["problems"].value)
+    assert nasa_double.counts["image"] == 0
+    assert not (tmp_path / "moon_images").exists()
+
+
 def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_double):
     result = materialize_pages(local_env(nasa_double, tmp_path), "0001")
     assert result.success

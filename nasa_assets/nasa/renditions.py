@@ -13,8 +13,12 @@ _RENDITION_IN_NAME = re.compile(r"~(orig|large|medium|small|thumb)\.([A-Za-z0-9]
 
 
 def rendition_of(url: str) -> str | None:
-    """The rendition named in a file URL (`.../id~large.jpg` -> "large"), or None for other files."""
-    name = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    """The rendition named in a file URL (`.../id~large.jpg` -> "large"), or None for other files
+    and for URLs that cannot be parsed (`http://[broken/...`): such a URL is never fetched."""
+    try:
+        name = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    except ValueError:
+        return None
     match = _RENDITION_IN_NAME.search(name)
     if not match or match.group(2).lower() not in IMAGE_EXTENSIONS:
         return None
