@@ -5,6 +5,8 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from nasa_assets.nasa.renditions import RENDITIONS
+from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.resources import (
     DEFAULT_SPLIT_FRACTIONS,
     DatasetSettings,
@@ -22,20 +24,43 @@ def _secret(env: Mapping[str, str], name: str):
     return dg.EnvVar(name) if env.get(name) else None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, low: int = 1, high: int | None = None) -> int:
     value = env.get(name, "").strip()
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError:
         raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    return _within(name, number, low, high)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float | None = None) -> float:
     value = env.get(name, "").strip()
     try:
-        return float(value) if value else default
+        number = float(value) if value else default
     except ValueError:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
+    return _within(name, number, low, high)
+
+
+def _within(name: str, number, low, high):
+    # Checked here, so the message names the variable rather than a resource field.
+    if not number >= low or (high is not None and not number <= high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bounds}, got {number}")
+    return number
+
+
+def _rendition(env: Mapping[str, str]) -> str:
+    value = (env.get("NASA_IMAGE_RENDITION") or "large").strip().lower()
+    if value not in RENDITIONS:
+        raise ValueError(f"NASA_IMAGE_RENDITION must be one of {', '.join(RENDITIONS)}, got {value!r}")
+    return value
+
+
+def _allowed_hosts(env: Mapping[str, str]) -> str:
+    value = env.get("NASA_ALLOWED_HOSTS") or "images-assets.nasa.gov"
+    parse_allowed_hosts(value)  # its errors name NASA_ALLOWED_HOSTS
+    return value
 
 
 def _split_fractions(env: Mapping[str, str]) -> str:
@@ -63,21 +88,17 @@ def storage_from_env(env: Mapping[str, str]):
 
 
 def resources_from_env(env: Mapping[str, str]) -> dict:
-    concurrency = _int(env, "DOWNLOAD_CONCURRENCY", 16)
+    concurrency = _int(env, "DOWNLOAD_CONCURRENCY", 16, high=256)
     # Seconds to wait for the next bytes of a response; retries of 429/5xx/resets/timeouts.
-    read_timeout = _float(env, "NASA_READ_TIMEOUT", 30.0)
-    max_retries = _int(env, "NASA_MAX_RETRIES", 4)
-    if not read_timeout > 0:
-        raise ValueError(f"NASA_READ_TIMEOUT must be above 0 seconds, got {read_timeout}")
-    if max_retries < 0:
-        raise ValueError(f"NASA_MAX_RETRIES must be 0 or more, got {max_retries}")
+    read_timeout = _float(env, "NASA_READ_TIMEOUT", 30.0, low=0.1)
+    max_retries = _int(env, "NASA_MAX_RETRIES", 4, low=0)
     storage = storage_from_env(env)
     return {
         "nasa": NasaApiResource(
             base_url=env.get("NASA_API_BASE_URL") or "https://images-api.nasa.gov",
             api_key=_secret(env, "NASA_API_KEY"),
             query=env.get("NASA_SEARCH_QUERY") or "moon",
-            allowed_hosts=env.get("NASA_ALLOWED_HOSTS") or "images-assets.nasa.gov",
+            allowed_hosts=_allowed_hosts(env),
             rate_limit_per_hour=_int(env, "NASA_API_RATE_LIMIT_PER_HOUR", 1000),
             read_timeout=read_timeout,
             max_retries=max_retries,
@@ -85,11 +106,11 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
         ),
         "settings": DatasetSettings(
             sampling_factor=_int(env, "SEARCH_RESULT_SAMPLING_FACTOR", 1),
-            rendition=(env.get("NASA_IMAGE_RENDITION") or "large").strip().lower(),
+            rendition=_rendition(env),
             download_concurrency=concurrency,
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 268_435_456),
-            max_rejected_fraction=_float(env, "MAX_REJECTED_FRACTION", 0.2),
-            max_failed_fraction=_float(env, "MAX_FAILED_FRACTION", 0.05),
+            max_rejected_fraction=_float(env, "MAX_REJECTED_FRACTION", 0.2, low=0, high=1),
+            max_failed_fraction=_float(env, "MAX_FAILED_FRACTION", 0.05, low=0, high=1),
             split_fractions=_split_fractions(env),
         ),
         "storage": storage,

@@ -46,7 +46,15 @@ def test_bucket_switches_to_s3_and_key_is_an_env_var(monkeypatch):
     assert resources["settings"].rendition == "medium"
 
 
-@pytest.mark.parametrize("name,value", [("SEARCH_RESULT_SAMPLING_FACTOR", "ten"), ("MAX_REJECTED_FRACTION", "x")])
-def test_bad_numbers_are_named_in_the_error(name, value):
+@pytest.mark.parametrize("name,value", [
+    ("SEARCH_RESULT_SAMPLING_FACTOR", "ten"), ("SEARCH_RESULT_SAMPLING_FACTOR", "0"),
+    ("MAX_REJECTED_FRACTION", "x"), ("MAX_REJECTED_FRACTION", "1.5"), ("MAX_FAILED_FRACTION", "-0.1"),
+    ("NASA_API_RATE_LIMIT_PER_HOUR", "0"), ("DOWNLOAD_CONCURRENCY", "0"), ("DOWNLOAD_CONCURRENCY", "1000"),
+    ("MAX_IMAGE_BYTES", "0"), ("NASA_READ_TIMEOUT", "0"), ("NASA_MAX_RETRIES", "-1"),
+    ("NASA_IMAGE_RENDITION", "huge"), ("NASA_ALLOWED_HOSTS", "images-assets.nasa.gov:https"),
+    ("NASA_ALLOWED_HOSTS", " , "),
+])
+def test_bad_settings_are_refused_at_load_naming_the_variable(name, value):
+    # At load, not mid-run: the code location does not start, and the message names what to fix.
     with pytest.raises(ValueError, match=name):
         resources_from_env({name: value})
