@@ -50,13 +50,17 @@ class ImageFacts:
             return None
 
 
-def read_header(head: bytes) -> tuple[int, int, str] | None:
-    """(width, height, format) from the first bytes of a file, or None if not yet decidable."""
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def read_header(head) -> tuple[int, int, str] | None:
+    """(width, height, format) from the first bytes of a file (or a seekable file object), or None
+    if not yet decidable."""
     with warnings.catch_warnings():
         # Pillow warns about large images before deciding; we apply our own pixel limit below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(head)) as image:
+            with Image.open(io.BytesIO(head) if isinstance(head, bytes | bytearray) else head) as image:
                 width, height = image.size
                 fmt = image.format or ""
         except Image.DecompressionBombError:
@@ -183,11 +187,17 @@ class ImageMeter:
             raise ImageRejected(f"declares more than {MAX_PIXELS} pixels (decompression bomb)")
         self.header, self._head = (width, height, "JPEG"), bytearray()
 
-    def finish(self) -> ImageFacts:
+    def finish(self, whole_file=None) -> ImageFacts:
+        """The facts, once every chunk was fed. ``whole_file`` (a seekable copy of the bytes) is
+        read only for a TIFF whose directory lies past the head, as libtiff writes compressed
+        ones: Pillow seeks to it and decodes no pixels."""
         if self.header is None and self._jpeg.size:
             self._jpeg_header()
         if self.header is None and self._head:
             self._try_header()
+        if self.header is None and whole_file is not None and bytes(self._head[:4]) in _TIFF_MAGIC:
+            whole_file.seek(0)
+            self.header = read_header(whole_file)
         if self.header is None:
             raise ImageRejected("not a decodable image")
         width, height, fmt = self.header
@@ -255,7 +265,7 @@ def _download_once(client, store, url, key, max_bytes) -> ImageFacts:
             for chunk in response.iter_content(CHUNK):
                 meter.feed(chunk)
                 spool.write(chunk)
-            facts = meter.finish()
+            facts = meter.finish(whole_file=spool)
             spool.seek(0)
             store.put_file(key, spool, content_type=CONTENT_TYPES[facts.format],
                            metadata=facts.as_metadata() | {"source": source_digest(url)})

@@ -7,8 +7,10 @@ import random
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -19,9 +21,13 @@ from nasa_assets.imaging import (
     ImageFacts,
     ImageMeter,
     ImageRejected,
+    download_to_store,
     measure_stream,
     read_header,
 )
+from nasa_assets.nasa.client import NasaClient
+from nasa_assets.nasa.ratelimit import RateLimiter
+from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.storage.local import INCOMING, LocalStore
 
@@ -322,3 +328,57 @@ def test_head_stays_the_exact_prefix_when_the_jpeg_scanner_gives_up_late():
     assert head and data.startswith(head)
     with pytest.raises(ImageRejected, match="not a decodable image"):
         meter.finish()
+
+
+def _tiff_with_directory_at_the_end() -> bytes:
+    """An LZW TIFF as libtiff writes it: pixel strips first, the image directory (IFD) last."""
+    out = io.BytesIO()
+    pixels = random.Random(7).randbytes(1500 * 1500 * 3)  # incompressible: ~9 MB of strips
+    Image.frombytes("RGB", (1500, 1500), pixels).save(out, "TIFF", compression="tiff_lzw")
+    data = out.getvalue()
+    ifd_offset = struct.unpack("<I" if data[:2] == b"II" else ">I", data[4:8])[0]
+    assert ifd_offset > HEADER_PROBES[-1]  # beyond every head the meter keeps
+    return data
+
+
+def test_a_tiff_whose_directory_is_past_the_head_is_measured_from_the_whole_file():
+    data = _tiff_with_directory_at_the_end()
+    meter = ImageMeter(1 << 30)
+    for chunk in chunks(data, 256 * 1024):
+        meter.feed(chunk)
+    facts = meter.finish(whole_file=io.BytesIO(data))
+    assert (facts.width, facts.height, facts.format) == (1500, 1500, "TIFF")
+    assert facts.bytes == len(data) and facts.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(ImageRejected, match="not a decodable image"):
+        measure_stream(chunks(data, 256 * 1024), 1 << 30)  # the head alone cannot tell
+
+
+def test_a_large_tiff_original_is_downloaded_and_measured(tmp_path):
+    data = _tiff_with_directory_at_the_end()
+
+    class Tiff(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/tiff")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiff)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
+                            rate_limiter=RateLimiter(10))
+        store = LocalStore(tmp_path)
+        facts = download_to_store(client, store, f"http://{host}/x~orig.tif", "images/x.tif", 1 << 30)
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (facts.width, facts.height, facts.format) == (1500, 1500, "TIFF")
+    assert (tmp_path / "images/x.tif").read_bytes() == data
