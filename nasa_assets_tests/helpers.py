@@ -1,7 +1,10 @@
 """Building blocks of the integration tests: environments and materializations against the double."""
 
+import contextlib
 import hashlib
 import io
+import threading
+from http.server import ThreadingHTTPServer
 
 import dagster as dg
 import pandas as pd
@@ -101,3 +104,16 @@ class S3Reader:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
+
+
+@contextlib.contextmanager
+def serving(handler):
+    """A throwaway HTTP server on 127.0.0.1 with `handler`; yields its "127.0.0.1:port"."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

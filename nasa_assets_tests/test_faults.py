@@ -8,9 +8,8 @@ import hashlib
 import io
 import random
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -28,6 +27,7 @@ from nasa_assets_tests.helpers import (
     local_env,
     materialize_pages,
     read_table,
+    serving,
 )
 
 MB = 1 << 20
@@ -141,19 +141,12 @@ def test_a_body_that_stalls_past_the_read_timeout_is_fetched_again(nasa_double, 
                 return
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    host = f"127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Stalling) as host:
         sleeps = []
         client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
                             rate_limiter=RateLimiter(10), sleep=sleeps.append, read_timeout=0.3)
         store = RecordingStore(tmp_path)
         download_to_store(client, store, f"http://{host}/x~large.jpg", "images/x.jpg", 10 * MB)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(calls) == 2 and len(sleeps) == 1
     assert store.puts == [("images/x.jpg", body)]
 

@@ -7,10 +7,9 @@ import random
 import struct
 import subprocess
 import sys
-import threading
 import zlib
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
@@ -30,6 +29,7 @@ from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.storage.local import INCOMING, LocalStore
+from nasa_assets_tests.helpers import serving
 
 MB = 1 << 20
 
@@ -367,18 +367,10 @@ def test_a_large_tiff_original_is_downloaded_and_measured(tmp_path):
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiff)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    host = f"127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Tiff) as host:
         client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
                             rate_limiter=RateLimiter(10))
-        store = LocalStore(tmp_path)
-        facts = download_to_store(client, store, f"http://{host}/x~orig.tif", "images/x.tif", 1 << 30)
+        facts = download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~orig.tif", "images/x.tif", 1 << 30)
         client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (facts.width, facts.height, facts.format) == (1500, 1500, "TIFF")
     assert (tmp_path / "images/x.tif").read_bytes() == data
