@@ -308,8 +308,27 @@ def test_build_manifest_dedups_in_page_order_and_skips_failures():
     assert list(table["nasa_id"]) == ["a", "b", "c"]
     assert list(table["page"]) == [1, 1, 2]
     assert list(table["title"]) == ["p1 a", "p1 b", "p2 c"]
-    assert stats == {"image_rows": 5, "not_stored": 1, "duplicates": 1, "without_metadata": 0}
+    assert stats == {"image_rows": 5, "not_stored": 1, "duplicates": 1, "stale_rows": 0,
+                     "without_metadata": 0}
     assert list(table.columns) == COLUMNS
+
+
+def test_build_manifest_takes_the_row_that_describes_the_stored_file():
+    # "b" was stored from page 1 as large (1 byte here), then page 2 replaced the file under the
+    # same key with another rendition (5 bytes): page 1's row no longer describes what is stored.
+    page2 = _images([("b", "stored")]).assign(bytes=5, rendition="medium", sha256="h2")
+    images = {"0001": _images([("a", "stored"), ("b", "already_stored")]), "0002": page2}
+    manifests = {"0001": _manifest(["a", "b"], "p1"), "0002": _manifest(["b"], "p2")}
+    sizes = {"images/a.jpg": 1, "images/b.jpg": 5}
+    table, stats = build_manifest(images, manifests, FRACTIONS, sizes)
+    assert list(table["nasa_id"]) == ["a", "b"]
+    b = table.set_index("nasa_id").loc["b"]
+    assert (b["page"], b["bytes"], b["rendition"], b["sha256"], b["title"]) == (2, 5, "medium", "h2", "p2 b")
+    assert stats["duplicates"] == 1 and stats["stale_rows"] == 1
+    # Without the listing, or when nothing matches, the first page's row stays.
+    for stored in (None, {"images/a.jpg": 1, "images/b.jpg": 9}):
+        table, stats = build_manifest(images, manifests, FRACTIONS, stored)
+        assert table.set_index("nasa_id").loc["b", "page"] == 1 and stats["stale_rows"] == 0
 
 
 def test_build_manifest_falls_back_to_another_page_for_metadata():
@@ -427,3 +446,24 @@ def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
     code = "import PIL.Image, nasa_assets.dataset; print(PIL.Image.MAX_IMAGE_PIXELS * 2)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == MAX_PIXELS == 200_000_000
+
+
+def test_an_image_replaced_by_a_later_page_is_described_as_stored(tmp_path, nasa_double):
+    # Page 1 stores "large"; NASA adds 10 hits at the top, so page 1's last 10 items move to page 2,
+    # which then runs with NASA_IMAGE_RENDITION=medium and replaces those 10 files under their keys.
+    root = tmp_path / "dataset"
+    assert materialize_pages(local_env(nasa_double, root), "0001").success
+    nasa_double.insert_items(10, at=0)
+    env = local_env(nasa_double, root, NASA_IMAGE_RENDITION="medium")
+    assert materialize_pages(env, "0002").success
+    result = materialize_dataset(env, sample_size=200)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert dataset_metadata(result)["stale_rows_skipped"] == 10
+
+    manifest = load_manifest(root)
+    # Page 1's table still lists its 100 items; 10 of them are now page 2's medium files.
+    assert manifest["rendition"].value_counts().to_dict() == {"medium": 100, "large": 90}
+    assert set(manifest.loc[manifest["rendition"] == "medium", "page"]) == {2}
+    for row, image in iter_images(root):  # verifies size and sha256 of every file
+        assert image.size == (row["width"], row["height"])

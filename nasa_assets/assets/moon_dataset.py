@@ -1,6 +1,7 @@
 """moon_dataset: every stored image of the pages materialized so far, in one table, with a card."""
 
 import random
+from collections.abc import Mapping
 
 import dagster as dg
 import pandas as pd
@@ -59,41 +60,52 @@ def pages_of(loaded, keys: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def build_manifest(
-    images: dict[str, pd.DataFrame], manifests: dict[str, pd.DataFrame], fractions: dict[str, float]
+    images: dict[str, pd.DataFrame],
+    manifests: dict[str, pd.DataFrame],
+    fractions: dict[str, float],
+    stored_sizes: Mapping[str, int] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per distinct stored nasa_id, first occurrence in page order; (table, counts).
+    """One row per distinct stored nasa_id, in order of first occurrence by page; (table, counts).
 
-    Metadata comes from the same page's manifest row, or the first page listing the id when that
+    An id stored from several pages (items move between pages) takes the first page's row whose
+    size matches the object in storage (`stored_sizes`, from one listing): an older page's row can
+    describe a file a later page replaced (another rendition). Without a match, the first row.
+    Metadata comes from the chosen page's manifest row, or the first page listing the id when that
     page's manifest was rewritten since its images were stored."""
     by_page = {page: {r["nasa_id"]: r for r in tables.records(m)} for page, m in manifests.items()}
     anywhere: dict[str, dict] = {}
     for page in sorted(by_page):
         for nasa_id, row in by_page[page].items():
             anywhere.setdefault(nasa_id, row)
-    rows, seen = [], set()
-    stats = {"image_rows": 0, "not_stored": 0, "duplicates": 0, "without_metadata": 0}
+    candidates: dict[str, list[tuple[str, dict]]] = {}
+    stats = {"image_rows": 0, "not_stored": 0, "duplicates": 0, "stale_rows": 0, "without_metadata": 0}
     for page, frame in sorted(images.items()):
         for image in tables.records(frame):
             stats["image_rows"] += 1
             if image["status"] not in STORED:
                 stats["not_stored"] += 1
                 continue
-            nasa_id = image["nasa_id"]
-            if nasa_id in seen:
-                stats["duplicates"] += 1
-                continue
-            seen.add(nasa_id)
-            meta = by_page.get(page, {}).get(nasa_id) or anywhere.get(nasa_id)
-            if meta is None:
-                stats["without_metadata"] += 1
-                meta = {}
-            rows.append({
-                "nasa_id": nasa_id,
-                "split": split_for(nasa_id, fractions),
-                "page": page_number(page),
-                **{c: meta.get(c) for c in METADATA_COLUMNS},
-                **{c: image[c] for c in IMAGE_COLUMNS},
-            })
+            candidates.setdefault(image["nasa_id"], []).append((page, image))
+    rows = []
+    for nasa_id, found in candidates.items():
+        stats["duplicates"] += len(found) - 1
+        page, image = found[0]
+        if stored_sizes is not None and len(found) > 1:
+            matching = [c for c in found if stored_sizes.get(c[1]["image_key"]) == c[1]["bytes"]]
+            if matching and matching[0] is not found[0]:
+                page, image = matching[0]
+                stats["stale_rows"] += 1
+        meta = by_page.get(page, {}).get(nasa_id) or anywhere.get(nasa_id)
+        if meta is None:
+            stats["without_metadata"] += 1
+            meta = {}
+        rows.append({
+            "nasa_id": nasa_id,
+            "split": split_for(nasa_id, fractions),
+            "page": page_number(page),
+            **{c: meta.get(c) for c in METADATA_COLUMNS},
+            **{c: image[c] for c in IMAGE_COLUMNS},
+        })
     return tables.frame("moon_dataset", rows), stats
 
 
@@ -183,6 +195,8 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
         "pages_included_count": len(included),
         "pages_missing": MAX_PAGES - len(included),
         "duplicates_dropped": stats["duplicates"],
+        # Rows of an earlier page that described a file a later page replaced under the same key.
+        "stale_rows_skipped": stats["stale_rows"],
         "images_not_stored": stats["not_stored"],
         "rows_without_metadata": stats["without_metadata"],
         "preview": dg.MetadataValue.md(preview_grid(manifest)),
@@ -225,7 +239,8 @@ def moon_dataset(
     fractions = settings.splits()
     images = pages_of(moon_images, context.asset_partition_keys_for_input("moon_images"))
     manifests = pages_of(sampled_manifest, context.asset_partition_keys_for_input("sampled_manifest"))
-    manifest, stats = build_manifest(images, manifests, fractions)
+    sizes = store.sizes("images/")  # one listing, not a request per image
+    manifest, stats = build_manifest(images, manifests, fractions, sizes)
     included = sorted(images)
     summary = summarize(manifest, list(fractions))
     context.log.info(
@@ -233,7 +248,7 @@ def moon_dataset(
     )
     checks = [
         check_unique(manifest),
-        check_uris(manifest, store.sizes("images/")),  # one listing, not a request per image
+        check_uris(manifest, sizes),
         check_sha256_sample(manifest, store, config.sha256_sample_size),
     ]
     yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store))
