@@ -44,6 +44,16 @@ def isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_budgets() -> Iterator[None]:
+    """Each test starts with full request budgets: the process-wide limiters are keyed by API root,
+    and a later test's double may get a port an earlier one used."""
+    from nasa_assets.nasa import ratelimit
+
+    ratelimit._shared.clear()
+    yield
+
+
 @pytest.fixture
 def nasa_double() -> Iterator[NasaDouble]:
     """A running NasaDouble with 250 hits."""

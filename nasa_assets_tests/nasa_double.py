@@ -427,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
         double._record(kind, self.path)
         fault = double._take_fault(kind, nasa_id)
         if double.delay > 0:
-            time.sleep(double.delay)
+            double._delay_one()
 
         truncate = False
         if fault is not None:
@@ -523,6 +523,8 @@ class NasaDouble:
         self.delay = delay
         self.counts: collections.Counter = collections.Counter()
         self.requests: list[tuple[str, str]] = []
+        self.max_concurrent = 0  # the most requests inside their injected delay at once
+        self._delayed_now = 0
         self._lock = threading.RLock()
         self._faults: dict = {}
         self.faults = {}
@@ -577,6 +579,16 @@ class NasaDouble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _delay_one(self) -> None:
+        with self._lock:
+            self._delayed_now += 1
+            self.max_concurrent = max(self.max_concurrent, self._delayed_now)
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self._lock:
+                self._delayed_now -= 1
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -654,6 +666,7 @@ class NasaDouble:
         with self._lock:
             self.counts.clear()
             self.requests.clear()
+            self.max_concurrent = 0
 
     def stats(self) -> dict:
         with self._lock:

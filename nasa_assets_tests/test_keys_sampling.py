@@ -2,6 +2,10 @@
 
 import hashlib
 import itertools
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import PurePosixPath
 
@@ -148,13 +152,33 @@ def test_factor_below_one_raises(factor):
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
+def independent_split(nasa_id: str, fractions: dict[str, float]) -> str:
+    """The split formula written out again: a salted sha256 point on [0, total)."""
+    digest = hashlib.sha256(b"split:" + nasa_id.encode("utf-8")).digest()
+    point, edge = int.from_bytes(digest[:8], "big") / 2**64 * sum(fractions.values()), 0.0
+    for name, fraction in fractions.items():
+        edge += fraction
+        if point < edge:
+            return name
+    return name
+
+
 def test_split_for_is_deterministic():
     assert split_for("PIA12235", FRACTIONS) == "train"
     assert split_for("as11-40-5874", FRACTIONS) == "val"
     assert split_for("iss026-s-001", FRACTIONS) == "train"
-    assert [split_for(f"x{i}", FRACTIONS) for i in range(50)] == [
-        split_for(f"x{i}", dict(FRACTIONS)) for i in range(50)
-    ]
+    ids = [f"x{i}" for i in range(200)]
+    assert [split_for(i, FRACTIONS) for i in ids] == [independent_split(i, FRACTIONS) for i in ids]
+
+
+def test_split_for_is_the_same_in_another_process():
+    # Another interpreter with another str hash seed: nothing process-local may enter the split.
+    ids = [f"x{i}" for i in range(200)]
+    code = ("import json, sys; from nasa_assets.sampling import split_for; "
+            f"print(json.dumps([split_for(i, {FRACTIONS!r}) for i in {ids!r}]))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout) == [split_for(i, FRACTIONS) for i in ids]
 
 
 def test_split_fractions_are_respected_roughly():

@@ -12,9 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 
 from nasa_assets.refresh import decide, item_ids, last_page
+from nasa_assets_tests.helpers import skip_unless_required
 from nasa_assets_tests.live import (
     LOCATION,
     REPOSITORY,
@@ -130,7 +130,7 @@ def test_sensor_requests_runs_for_the_affected_pages_through_the_daemon(live_dag
 
 def test_ui_materializes_a_page_with_its_upstream_in_a_real_browser(live_dagster, tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip(
+        skip_unless_required(
             f"{CHROMIUM} not found: the browser test drives Debian's Chromium "
             "(apt-get install chromium; .ci/run installs it in CI)"
         )

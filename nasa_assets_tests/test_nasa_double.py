@@ -347,12 +347,12 @@ def test_concurrent_requests_are_served_in_parallel(nasa_double):
 
     nasa_double.delay = 0.3
     urls = [item["links"][0]["href"] for item in nasa_double.corpus()[:32]]
-    started = time.monotonic()
     with ThreadPoolExecutor(32) as pool:
         statuses = list(pool.map(lambda u: requests.get(u, timeout=10).status_code, urls))
     assert statuses == [200] * 32
-    assert time.monotonic() - started < 2.0
     assert nasa_double.counts["image"] == 32
+    # Served side by side, not one after another: many requests were inside the delay together.
+    assert nasa_double.max_concurrent >= 16
 
 
 def test_large_padded_image_streams(nasa_double):

@@ -35,6 +35,7 @@ import boto3
 import pytest
 import yaml
 
+from nasa_assets_tests.helpers import skip_unless_required
 from nasa_assets_tests.nasa_double import NasaDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +102,7 @@ def _cluster_owner() -> pwd.struct_passwd | None:
 def postgres() -> Iterator[Postgres]:
     bindir = _pg_bindir()
     if bindir is None:
-        pytest.skip(
+        skip_unless_required(
             "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in "
             "/usr/lib/postgresql/*/bin; install Debian's `postgresql` package (.ci/run does)"
         )
