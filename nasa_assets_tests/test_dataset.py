@@ -4,6 +4,7 @@ condition, and the public loader in nasa_assets.dataset."""
 import collections
 import hashlib
 import io
+import shutil
 import subprocess
 import sys
 
@@ -467,3 +468,18 @@ def test_an_image_replaced_by_a_later_page_is_described_as_stored(tmp_path, nasa
     assert set(manifest.loc[manifest["rendition"] == "medium", "page"]) == {2}
     for row, image in iter_images(root):  # verifies size and sha256 of every file
         assert image.size == (row["width"], row["height"])
+
+
+def test_a_copied_dataset_folder_is_read_from_where_it_is_now(tmp_path, nasa_double):
+    # The loader joins image_key to the root it is given, not the image_uri recorded at build time.
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root, SEARCH_RESULT_SAMPLING_FACTOR="10")
+    assert materialize_pages(env, "0001").success
+    assert materialize_dataset(env).success
+    copy = tmp_path / "moved"
+    shutil.copytree(root, copy)
+    shutil.rmtree(root)
+    rows = [(row["nasa_id"], image.size) for row, image in iter_images(copy)]
+    manifest = load_manifest(copy)
+    assert len(rows) == len(manifest) > 0
+    assert rows == list(zip(manifest["nasa_id"], zip(manifest["width"], manifest["height"])))

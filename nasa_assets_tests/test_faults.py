@@ -6,6 +6,7 @@ against the double, into a local folder and into S3 (moto's server mode)."""
 
 import hashlib
 import io
+import json
 import random
 import socket
 import time
@@ -16,6 +17,7 @@ import requests
 
 from nasa_assets.imaging import download_to_store
 from nasa_assets.keys import image_key
+from nasa_assets.manifest import listed_renditions
 from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient, describe_transient
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
@@ -149,6 +151,31 @@ def test_a_body_that_stalls_past_the_read_timeout_is_fetched_again(nasa_double, 
         download_to_store(client, store, f"http://{host}/x~large.jpg", "images/x.jpg", 10 * MB)
     assert len(calls) == 2 and len(sleeps) == 1
     assert store.puts == [("images/x.jpg", body)]
+
+
+def test_an_image_answered_404_fails_at_once_without_retries(nasa_double, tmp_path):
+    sleeps = []
+    client = make_client(nasa_double, sleeps, max_retries=4)
+    url = f"{nasa_double.base_url}/image/NO-SUCH-ID/NO-SUCH-ID~large.jpg"
+    with pytest.raises(FetchError, match="^HTTP 404 from the file host$"):
+        download_to_store(client, LocalStore(tmp_path), url, "images/x.jpg", 10 * MB)
+    assert nasa_double.counts["image"] == 1 and sleeps == []
+    assert not (tmp_path / "images").exists()
+
+
+def test_a_collection_json_that_keeps_failing_rejects_its_item_with_the_reason(tmp_path, nasa_double):
+    nasa_double.faults = {"collection": ["500"] * 1000}
+    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="1", MAX_REJECTED_FRACTION="1")
+    assert materialize_pages(env, "0001").success
+    rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes())
+    kept = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
+    # Items in link format 1.0 need their collection.json; 1.1 items list their renditions.
+    needs_lookup = {i["data"][0]["nasa_id"] for i in nasa_double.corpus()[:100]
+                    if listed_renditions({"raw": json.dumps(i)}) is None}
+    assert 0 < len(needs_lookup) < 100
+    assert set(rejected["nasa_id"]) == needs_lookup and len(kept) == 100 - len(needs_lookup)
+    assert set(rejected["reason"]) == {"collection.json: HTTP 500 from the file host"}
+    assert nasa_double.counts["collection"] == 2 * len(needs_lookup)  # 1 + NASA_MAX_RETRIES each
 
 
 def test_search_retries_are_bounded_and_the_error_is_clean(nasa_double):

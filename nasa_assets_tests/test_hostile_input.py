@@ -300,6 +300,20 @@ def test_search_redirect_away_from_the_api_host_is_refused(nasa_double, trap, ta
     assert trap.requests == []
 
 
+def test_a_search_redirect_on_the_api_host_is_followed_without_the_api_key(nasa_double):
+    client = client_for(nasa_double, api_key="SEKRET")
+    location = f"{nasa_double.base_url}/search?q=moon&media_type=image&page=2&page_size=100"
+    nasa_double.faults = {"search": [f"redirect:{location}"]}
+    page = client.search_page("moon", 1)
+    assert [r[1] for r in nasa_double.requests] == [
+        "/search?q=moon&media_type=image&page=1&page_size=100&api_key=SEKRET",
+        "/search?q=moon&media_type=image&page=2&page_size=100",
+    ]
+    assert [i["data"][0]["nasa_id"] for i in page.items] == [
+        i["data"][0]["nasa_id"] for i in nasa_double.corpus()[100:200]
+    ]
+
+
 @pytest.mark.parametrize("target", [
     "{trap}/collection.json", "file:///etc/passwd", "http://10.0.0.1/collection.json",
     "http://[::1]:{port}/collection.json", "http://127.0.0.1.:{port}/collection.json",

@@ -147,6 +147,29 @@ def test_failing_manifest_check_blocks_downloads(tmp_path, nasa_double):
     assert rejected["reason"].str.startswith(("image URL refused", "collection.json")).all()
 
 
+def test_one_bad_page_stops_the_downloads_of_its_whole_range_run(tmp_path, nasa_double):
+    # 30 items of page 2 have no nasa_id: 30% rejected, above the default MAX_REJECTED_FRACTION.
+    nasa_double.put_raw_items(100, [{"href": "x", "data": [{"title": "no id"}], "links": []}] * 30)
+    result = materialize_pages(local_env(nasa_double, tmp_path / "strict"), "0001", "0002")
+
+    assert not result.success
+    evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}["manifest_valid"]
+    assert evaluation.metadata["rejected_share"].value == {"0001": 0.0, "0002": 0.3}
+    assert evaluation.metadata["problems"].value == [
+        "rejected share above MAX_REJECTED_FRACTION=0.2: {'0002': 0.3}"
+    ]
+    assert nasa_double.counts["image"] == 0
+    assert not (tmp_path / "strict/moon_images").exists()
+
+    # The limit is the setting's: at 0.5 the same pages pass and page 2 keeps its 70 good items.
+    nasa_double.reset_counts()
+    env = local_env(nasa_double, tmp_path / "lenient", MAX_REJECTED_FRACTION="0.5")
+    assert materialize_pages(env, "0001", "0002").success
+    page2 = read_table((tmp_path / "lenient/moon_images/0002.parquet").read_bytes())
+    assert len(page2) == 70 and set(page2["status"]) == {"stored"}
+    assert nasa_double.counts["image"] == 170
+
+
 def test_lost_sampled_items_fail_the_manifest_check_whatever_the_sampling_factor(tmp_path, nasa_double):
     # One item in five is sampled; every collection.json look-up then answers an HTML page. Against
     # all 100 items the loss looks small (under 20%); against the sampled items it is most of them.

@@ -149,6 +149,18 @@ def test_failing_api_skips_and_keeps_the_cursor(nasa_double, started, faults):
     assert pages(tick(nasa, cursor)) == ["0003", "0004"]  # seen on the next good tick
 
 
+def test_an_exhausted_request_budget_skips_without_any_request(nasa_double):
+    nasa = nasa_for(nasa_double, rate_limit_per_hour=2)
+    first = tick(nasa, None)  # page 1 and the last page: the whole budget
+    assert pages(first) == ["0001", "0002", "0003"] and nasa_double.counts["search"] == 2
+    nasa_double.reset_counts()
+    nasa_double.insert_items(60, at=250)
+    result = tick(nasa, first.cursor)
+    assert not result.run_requests and result.cursor is None  # the stored cursor is kept
+    assert skip_message(result).startswith("NASA API request budget exhausted for ")
+    assert nasa_double.counts["search"] == 0
+
+
 def test_unreachable_api_skips_without_leaking_the_key(nasa_double, started):
     _, cursor = started
     with socket.socket() as sock:  # a port nobody listens on

@@ -223,20 +223,21 @@ class NasaClient:
     # --- the file host -------------------------------------------------------------------------
 
     def collection(self, url: str) -> list[str]:
-        """An item's collection.json: the list of its file URLs."""
+        """An item's collection.json: the list of its file URLs. FetchError reasons do not repeat
+        "collection.json"; the caller names what was being fetched."""
         try:
             response = self._get(url, may_visit=self._file_host_only)
         except requests.ConnectionError as error:
             raise FetchError(str(error), transient=True) from None
         with response:
             if response.status_code != 200:
-                raise FetchError(f"collection.json: HTTP {response.status_code}")
+                raise FetchError(f"HTTP {response.status_code} from the file host")
             try:
                 body = response.json()
             except ValueError:
-                raise FetchError("collection.json is not JSON") from None
+                raise FetchError("not JSON") from None
         if not isinstance(body, list):
-            raise FetchError("collection.json is not a list of URLs")
+            raise FetchError("not a list of URLs")
         return [u for u in body if isinstance(u, str)]
 
     def open_file(self, url: str) -> requests.Response:
