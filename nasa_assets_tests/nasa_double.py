@@ -433,6 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             if fault.startswith("slow:"):
                 time.sleep(float(fault[len("slow:"):]))
+            elif fault == "hold":  # answer only once the test calls release(), 120 s at most
+                double._released.wait(120)
             elif fault == "truncate":
                 truncate = True
             else:
@@ -525,6 +527,7 @@ class NasaDouble:
         self.requests: list[tuple[str, str]] = []
         self.max_concurrent = 0  # the most requests inside their injected delay at once
         self._delayed_now = 0
+        self._released = threading.Event()  # ends the "hold" fault
         self._lock = threading.RLock()
         self._faults: dict = {}
         self.faults = {}
@@ -559,6 +562,7 @@ class NasaDouble:
 
     def stop(self) -> None:
         server, self._server = self._server, None
+        self._released.set()
         if server is None:
             return
         server.shutdown()
@@ -579,6 +583,15 @@ class NasaDouble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def hold_next(self, kind: str) -> None:
+        """The next ``kind`` request waits, inside the double, until `release` is called."""
+        self._released.clear()
+        with self._lock:
+            self._faults.setdefault(kind, []).insert(0, "hold")
+
+    def release(self) -> None:
+        self._released.set()
 
     def _delay_one(self) -> None:
         with self._lock:

@@ -167,6 +167,21 @@ def _step_windows(instance, run_id: str, step: str) -> tuple[float, float, list[
     return start, end, messages
 
 
+def _wait_for(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _blocked_runs(instance) -> int:
+    """Runs whose search step logged that it waits for a nasa_api slot."""
+    return sum(
+        any("blocked by limit for pool nasa_api" in (e.message or "") for e in instance.all_logs(run.run_id))
+        for run in instance.get_runs()
+    )
+
+
 def _two_concurrent_runs(nasa_double, tmp_path, slots: int):
     """Pages 1 and 2 as two `python -m nasa_assets run` processes on one instance."""
     home = tmp_path / f"home{slots}"
@@ -179,19 +194,26 @@ def _two_concurrent_runs(nasa_double, tmp_path, slots: int):
         instance = dg.DagsterInstance.get()
         # What `dagster instance concurrency set nasa_api N` (make pools) does.
         instance.event_log_storage.set_concurrency_slots("nasa_api", slots)
-        # The first run's search takes 6 s; the second run starts once it is under way, so its
-        # search step comes while the first holds the pool's slot. (Started at the same instant,
-        # two claims can both succeed on a SQLite instance, whose slot claim is not atomic: it
-        # relies on SELECT ... FOR UPDATE, which SQLite ignores. Postgres instances lock the row.)
-        nasa_double.faults = {"search": ["slow:6"]}
+        # The first run's search request is held open by the double until the second run has
+        # visibly reached its own search step: blocked on the pool (limit 1), or its request
+        # arrived (limit 2). No fixed sleep, so a slow start-up of the second process cannot
+        # turn the test into a race. (Started at the same instant, two claims could both succeed
+        # on a SQLite instance, whose slot claim relies on SELECT ... FOR UPDATE, which SQLite
+        # ignores; Postgres instances lock the row.)
+        nasa_double.hold_next("search")
         procs = []
-        for page in ("1", "2"):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "nasa_assets", "run", "--pages", page],
-                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-            deadline = time.monotonic() + 60
-            while nasa_double.counts["search"] == 0 and time.monotonic() < deadline:
-                time.sleep(0.02)
+        try:
+            for page in ("1", "2"):
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "nasa_assets", "run", "--pages", page],
+                    cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                _wait_for(lambda: nasa_double.counts["search"] >= 1, "the first run's search request")
+            if slots == 1:
+                _wait_for(lambda: _blocked_runs(instance) >= 1, "the second run to wait for the pool")
+            else:
+                _wait_for(lambda: nasa_double.counts["search"] >= 2, "the second run's search request")
+        finally:
+            nasa_double.release()
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err[-3000:]
