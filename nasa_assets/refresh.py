@@ -200,7 +200,8 @@ def decide(
     ``fetched`` holds page 1 and the pages `pages_to_check` named, as lists of nasa_ids.
     """
     new_last = last_page(total_hits)
-    seen_now = {p: PageSeen.of(ids) for p, ids in fetched.items() if 1 <= p <= new_last}
+    # Page 1 is always remembered, even empty: with 0 hits it is the only evidence of "no change".
+    seen_now = {p: PageSeen.of(ids) for p, ids in fetched.items() if p == 1 or 1 <= p <= new_last}
     if previous is None:
         keys = _keys(range(1, new_last + 1))
         state = RefreshState(total_hits, seen_now, generation=1 if keys else 0)

@@ -75,3 +75,30 @@ def manifest_problems(
     if blocked:
         problems.append(f"{len(blocked)} image URLs off the allowed hosts, e.g. {blocked[0]!r}")
     return problems
+
+
+def rejection_budget(
+    per_page: Mapping[str, Mapping[str, int]], limit: float
+) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    """(problems, rejected share, unresolved share) per page, from its counts: items, rejected,
+    sampled (kept) and unresolved (sampled but left without a usable image URL).
+
+    Rendition and collection.json failures can only hit sampled items: measured against all items
+    they would vanish under a high sampling factor, so they have their own share of the sampled
+    items. One such loss is tolerated whatever the share, so a page of 3 sampled items is not
+    blocked by one item (it is still recorded in rejected/<page>.parquet)."""
+    rejected = {k: round(c["rejected"] / c["items"], 3) if c["items"] else 0.0 for k, c in per_page.items()}
+    unresolved = {
+        k: round(c["unresolved"] / (c["sampled"] + c["unresolved"]), 3) if c["sampled"] + c["unresolved"] else 0.0
+        for k, c in per_page.items()
+    }
+    problems = []
+    over = {k: share for k, share in rejected.items() if share > limit}
+    if over:
+        problems.append(f"rejected share above MAX_REJECTED_FRACTION={limit}: {over}")
+    lost = {k: share for k, share in unresolved.items() if share > limit and per_page[k]["unresolved"] > 1}
+    if lost:
+        problems.append(
+            f"share of sampled items without a usable image URL above MAX_REJECTED_FRACTION={limit}: {lost}"
+        )
+    return problems, rejected, unresolved

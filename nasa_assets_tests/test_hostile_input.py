@@ -521,7 +521,8 @@ def test_fetching_any_path_on_an_allowed_host_fails_only_with_fetch_error(nasa_d
 
 def test_an_unparsable_url_in_a_listing_is_skipped_not_a_crash(tmp_path, nasa_double):
     """`http://[broken/...` makes urlsplit raise; the URL is ignored and the item proceeds."""
-    assert renditions_from_urls(["http://[broken/x~large.jpg", f"{ASSETS}/i/x~small.jpg"]) == {
+    assert renditions_from_urls(["http://[broken/x~large.jpg", "https://h:99999/x~medium.jpg",
+                                 f"{ASSETS}/i/x~small.jpg"]) == {
         "small": f"{ASSETS}/i/x~small.jpg"
     }
     v10 = [item for item in nasa_double.corpus() if manifest.listed_renditions({"raw": json.dumps(item)}) is None]

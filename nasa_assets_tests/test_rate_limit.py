@@ -174,6 +174,10 @@ def _wait_for(condition, what: str, timeout: float = 90) -> None:
         time.sleep(0.05)
 
 
+def _searched(double, page: str) -> bool:
+    return any(kind == "search" and f"&page={page}&" in path for kind, path in list(double.requests))
+
+
 def _blocked_runs(instance) -> int:
     """Runs whose search step logged that it waits for a nasa_api slot."""
     return sum(
@@ -187,8 +191,9 @@ def _two_concurrent_runs(nasa_double, tmp_path, slots: int):
     home = tmp_path / f"home{slots}"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NASA_", "S3_", "DAGSTER_"))}
+    # The held request must not time out and be retried: that would free the first run's slot.
     env.update(double_env(nasa_double), DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT),
-               NASA_ASSETS_LOCAL_DIR=str(tmp_path / f"data{slots}"))
+               NASA_ASSETS_LOCAL_DIR=str(tmp_path / f"data{slots}"), NASA_READ_TIMEOUT="150")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))
         instance = dg.DagsterInstance.get()
@@ -207,11 +212,11 @@ def _two_concurrent_runs(nasa_double, tmp_path, slots: int):
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "nasa_assets", "run", "--pages", page],
                     cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-                _wait_for(lambda: nasa_double.counts["search"] >= 1, "the first run's search request")
+                _wait_for(lambda: _searched(nasa_double, "1"), "the first run's search request")
             if slots == 1:
                 _wait_for(lambda: _blocked_runs(instance) >= 1, "the second run to wait for the pool")
             else:
-                _wait_for(lambda: nasa_double.counts["search"] >= 2, "the second run's search request")
+                _wait_for(lambda: _searched(nasa_double, "2"), "the second run's search request")
         finally:
             nasa_double.release()
         for proc in procs:

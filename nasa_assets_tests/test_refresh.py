@@ -102,6 +102,19 @@ def test_first_tick_without_hits_requests_nothing():
     assert decision.state.total_hits == 0
 
 
+def test_no_hits_tick_after_tick_requests_nothing():
+    state = tick([], None).state
+    for _ in range(3):
+        decision = tick([], state)
+        assert decision.affected == [] and "no change" in decision.reason
+        state = decision.state
+    assert state.generation == 0
+    # Results that drop to nothing re-materialize the old pages once, then settle.
+    gone = tick([], tick(corpus(250), None).state)
+    assert gone.affected == ["0001", "0002", "0003"]
+    assert tick([], gone.state).affected == []
+
+
 def test_unchanged_results_cost_two_requests_each_tick_watching_pages_in_turn():
     items = corpus(250)
     state = tick(items, None).state

@@ -18,7 +18,7 @@ from nasa_assets.manifest import (
 from nasa_assets.nasa.parsing import parse_item, parse_items
 from nasa_assets.nasa.ratelimit import RateLimiter, shared_limiter
 from nasa_assets.nasa.urls import parse_allowed_hosts, redact, url_block_reason
-from nasa_assets.validation import manifest_problems, rejection_reason
+from nasa_assets.validation import manifest_problems, rejection_reason, rejection_budget
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -433,3 +433,25 @@ def test_shared_limiter_is_one_per_root_and_limit():
     assert shared_limiter("https://images-api.test.invalid", 8) is not a
     assert shared_limiter("https://other.test.invalid", 7) is not a
     assert a.limit == 7 and a.window == 3600.0
+
+
+def _counts(items, rejected, sampled, unresolved):
+    return {"items": items, "rejected": rejected, "sampled": sampled, "unresolved": unresolved}
+
+
+def test_rejection_budget_measures_lookups_against_the_sampled_items():
+    pages = {"0001": _counts(100, 10, 90, 0), "0002": _counts(100, 14, 6, 14), "0003": _counts(0, 0, 0, 0)}
+    problems, rejected, unresolved = rejection_budget(pages, 0.2)
+    assert rejected == {"0001": 0.1, "0002": 0.14, "0003": 0.0}
+    assert unresolved == {"0001": 0.0, "0002": 0.7, "0003": 0.0}
+    assert problems == [
+        "share of sampled items without a usable image URL above MAX_REJECTED_FRACTION=0.2: {'0002': 0.7}"
+    ]
+    problems, _, _ = rejection_budget({"0001": _counts(100, 30, 70, 0)}, 0.2)
+    assert problems == ["rejected share above MAX_REJECTED_FRACTION=0.2: {'0001': 0.3}"]
+
+
+def test_one_lost_item_of_a_tiny_sample_is_tolerated():
+    # A sampling factor of 30 keeps ~3 items a page: one lost look-up is a third, not a broken API.
+    assert rejection_budget({"0001": _counts(100, 1, 2, 1)}, 0.2)[0] == []
+    assert rejection_budget({"0001": _counts(100, 2, 3, 2)}, 0.2)[0] != []

@@ -9,7 +9,7 @@ from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
-from nasa_assets.validation import manifest_problems
+from nasa_assets.validation import manifest_problems, rejection_budget
 
 MANIFEST_VALID = "manifest_valid"
 
@@ -119,18 +119,8 @@ def sampled_manifest(
 
     combined = pd.concat(frames.values(), ignore_index=True)
     problems = manifest_problems(combined, allowed)
-    rejected_share, unresolved_share = _shares(per_page)
-    limit = settings.max_rejected_fraction
-    over_budget = {k: share for k, share in rejected_share.items() if share > limit}
-    if over_budget:
-        problems.append(f"rejected share above MAX_REJECTED_FRACTION={limit}: {over_budget}")
-    # Rendition and collection.json failures can only hit sampled items; measured against all
-    # items they would vanish under a high sampling factor.
-    lost = {k: share for k, share in unresolved_share.items() if share > limit}
-    if lost:
-        problems.append(
-            f"share of sampled items without a usable image URL above MAX_REJECTED_FRACTION={limit}: {lost}"
-        )
+    budget, rejected_share, unresolved_share = rejection_budget(per_page, settings.max_rejected_fraction)
+    problems += budget
     reasons = manifest.reason_counts(all_rejected)
     record_page_metadata(context, {
         k: c | {"rejected_uri": dg.MetadataValue.path(store.uri(table_key("rejected", k)))}
@@ -161,16 +151,6 @@ def sampled_manifest(
             ],
         },
     )
-
-
-def _shares(per_page: dict[str, dict]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per page: rejected items / items, and sampled items left without an image URL / sampled."""
-    rejected = {k: round(c["rejected"] / c["items"], 3) if c["items"] else 0.0 for k, c in per_page.items()}
-    unresolved = {
-        k: round(c["unresolved"] / (c["sampled"] + c["unresolved"]), 3) if c["sampled"] + c["unresolved"] else 0.0
-        for k, c in per_page.items()
-    }
-    return rejected, unresolved
 
 
 def _preview(frame: pd.DataFrame, limit: int = 5) -> str:

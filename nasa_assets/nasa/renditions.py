@@ -16,9 +16,11 @@ def rendition_of(url: str) -> str | None:
     """The rendition named in a file URL (`.../id~large.jpg` -> "large"), or None for other files
     and for URLs that cannot be parsed (`http://[broken/...`): such a URL is never fetched."""
     try:
-        name = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
     except ValueError:
         return None
+    name = unquote(parts.path).rsplit("/", 1)[-1]
     match = _RENDITION_IN_NAME.search(name)
     if not match or match.group(2).lower() not in IMAGE_EXTENSIONS:
         return None
