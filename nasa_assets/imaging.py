@@ -18,6 +18,10 @@ HEADER_PROBES = (64 * 1024, 512 * 1024, 4 * 1024 * 1024)  # where EXIF-heavy JPE
 MAX_PIXELS = 200_000_000  # a NASA original is at most ~100 MP; beyond this it is a decompression bomb
 # Pillow refuses in Image.open above twice its limit; align that with ours so one rule decides.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+# A complete JPEG ends with its EOI marker, a PNG with its IEND chunk; looked for in the last bytes,
+# which tolerates data appended after them (some cameras do) but not a file cut short at the source.
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+TAIL_BYTES = 64 * 1024
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "GIF": "image/gif",
                  "WEBP": "image/webp"}
 
@@ -149,6 +153,7 @@ class ImageMeter:
         self._head = bytearray()
         self._probe = 0
         self._jpeg = JpegFrameScanner()
+        self._tail = b""
         self.header: tuple[int, int, str] | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -156,6 +161,7 @@ class ImageMeter:
         if self.size > self.max_bytes:
             raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({self.max_bytes} bytes)")
         self._hash.update(chunk)
+        self._tail = bytes(chunk[-TAIL_BYTES:]) if len(chunk) >= TAIL_BYTES else (self._tail + chunk)[-TAIL_BYTES:]
         if self.header is None:
             self._jpeg.feed(chunk)
         if self.header is None and self._jpeg.is_jpeg and not self._jpeg.failed:
@@ -205,6 +211,9 @@ class ImageMeter:
             raise ImageRejected(f"unsupported image format {fmt or 'unknown'}")
         if width * height > MAX_PIXELS:
             raise ImageRejected(f"{width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
+        end = END_MARKERS.get(fmt)
+        if end and end not in self._tail:
+            raise ImageRejected(f"{fmt} data ends without its end marker (cut short)")
         return ImageFacts(self.size, self._hash.hexdigest(), width, height, fmt)
 
 

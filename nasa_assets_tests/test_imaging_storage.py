@@ -374,3 +374,38 @@ def test_a_large_tiff_original_is_downloaded_and_measured(tmp_path):
         client.close()
     assert (facts.width, facts.height, facts.format) == (1500, 1500, "TIFF")
     assert (tmp_path / "images/x.tif").read_bytes() == data
+
+
+def test_an_image_cut_short_at_the_source_is_rejected():
+    jpeg = encode(noise(400, 300), "JPEG", quality=95)
+    png = encode(noise(200, 100), "PNG")
+    for data in (jpeg[: len(jpeg) * 2 // 3], png[:-12]):  # header intact, the end missing
+        with pytest.raises(ImageRejected, match="data ends without its end marker"):
+            measure_stream(chunks(data, 4096), max_bytes=MB)
+    # Data appended after the end marker (some cameras do) is not a cut.
+    padded = jpeg + b"\x00" * 10_000
+    assert measure_stream(chunks(padded, 4096), max_bytes=MB).bytes == len(padded)
+
+
+def test_a_body_without_content_length_that_stops_early_is_not_stored(tmp_path):
+    """No Content-Length, connection closed after two thirds: HTTP cannot tell, the format can."""
+    jpeg = encode(noise(400, 300), "JPEG", quality=95)
+
+    class CutShort(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(jpeg[: len(jpeg) * 2 // 3])
+
+    with serving(CutShort) as host:
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
+                            rate_limiter=RateLimiter(10))
+        with pytest.raises(ImageRejected, match="JPEG data ends without its end marker"):
+            download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~large.jpg", "images/x.jpg", MB)
+        client.close()
+    assert not (tmp_path / "images").exists()
