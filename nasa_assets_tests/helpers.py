@@ -5,7 +5,7 @@ import hashlib
 import io
 import os
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pandas as pd
@@ -105,6 +105,25 @@ class S3Reader:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
+
+
+def answering(body: bytes, content_type: str, with_length: bool = True):
+    """A request handler that answers every GET with ``body`` (without Content-Length, and closing
+    the connection, when ``with_length`` is false)."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length" if with_length else "Connection",
+                             str(len(body)) if with_length else "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Answer
 
 
 @contextlib.contextmanager

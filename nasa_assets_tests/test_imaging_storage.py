@@ -9,7 +9,6 @@ import subprocess
 import sys
 import zlib
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
@@ -29,7 +28,7 @@ from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.storage.local import INCOMING, LocalStore
-from nasa_assets_tests.helpers import serving
+from nasa_assets_tests.helpers import answering, serving
 
 MB = 1 << 20
 
@@ -356,18 +355,7 @@ def test_a_tiff_whose_directory_is_past_the_head_is_measured_from_the_whole_file
 def test_a_large_tiff_original_is_downloaded_and_measured(tmp_path):
     data = _tiff_with_directory_at_the_end()
 
-    class Tiff(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/tiff")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    with serving(Tiff) as host:
+    with serving(answering(data, "image/tiff")) as host:
         client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
                             rate_limiter=RateLimiter(10))
         facts = download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~orig.tif", "images/x.tif", 1 << 30)
@@ -391,18 +379,7 @@ def test_a_body_without_content_length_that_stops_early_is_not_stored(tmp_path):
     """No Content-Length, connection closed after two thirds: HTTP cannot tell, the format can."""
     jpeg = encode(noise(400, 300), "JPEG", quality=95)
 
-    class CutShort(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(jpeg[: len(jpeg) * 2 // 3])
-
-    with serving(CutShort) as host:
+    with serving(answering(jpeg[: len(jpeg) * 2 // 3], "image/jpeg", with_length=False)) as host:
         client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
                             rate_limiter=RateLimiter(10))
         with pytest.raises(ImageRejected, match="JPEG data ends without its end marker"):
