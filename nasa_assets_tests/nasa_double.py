@@ -145,6 +145,16 @@ def _padded_chunks(jpeg: bytes, target: int | None) -> Iterator[bytes]:
     yield jpeg[split:]
 
 
+def _trickled(chunks: Iterable[bytes], per_second: float, stop: threading.Event) -> Iterator[bytes]:
+    """The same bytes, at most ``per_second`` of them a second (one byte at a time when slow)."""
+    step = max(1, int(per_second))
+    for chunk in chunks:
+        for start in range(0, len(chunk), step):
+            if stop.wait(step / per_second):
+                return
+            yield chunk[start : start + step]
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -367,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         length: int,
         headers: dict[str, str] | None = None,
         truncate: bool = False,
+        trickle: float | None = None,
     ) -> None:
         try:
             self.send_response(status)
@@ -380,6 +391,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             limit = length // 2 if truncate else length
             sent = 0
+            if trickle:
+                chunks = _trickled(chunks, trickle, self.server.double._stopping)
             for chunk in chunks:
                 if sent + len(chunk) > limit:
                     chunk = chunk[: limit - sent]
@@ -429,9 +442,15 @@ class _Handler(BaseHTTPRequestHandler):
         if double.delay > 0:
             double._delay_one()
 
-        truncate = False
+        truncate, trickle = False, None
         if fault is not None:
-            if fault.startswith("slow:"):
+            if fault.startswith("trickle:"):  # honest Content-Length, body at N bytes a second
+                trickle = float(fault[len("trickle:"):])
+            elif fault == "empty" and kind == "search":  # 200, total_hits kept, no items
+                status, payload = double._search_response(split.query, empty=True)
+                self._send_json(status, payload)
+                return
+            elif fault.startswith("slow:"):
                 time.sleep(float(fault[len("slow:"):]))
             elif fault == "hold":  # answer only once the test calls release(), 120 s at most
                 double._released.wait(120)
@@ -455,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, double._metadata_json(nasa_id), truncate=truncate)
         else:  # image
             chunks, length = double._image_stream(nasa_id, target)
-            self._send(200, "image/jpeg", chunks, length, truncate=truncate)
+            self._send(200, "image/jpeg", chunks, length, truncate=truncate, trickle=trickle)
 
     @staticmethod
     def _not_found_reason(kind: str, nasa_id: str | None) -> dict:
@@ -528,6 +547,7 @@ class NasaDouble:
         self.max_concurrent = 0  # the most requests inside their injected delay at once
         self._delayed_now = 0
         self._released = threading.Event()  # ends the "hold" fault
+        self._stopping = threading.Event()  # ends "trickle" bodies when the server stops
         self._lock = threading.RLock()
         self._faults: dict = {}
         self.faults = {}
@@ -548,6 +568,7 @@ class NasaDouble:
         """Bind 127.0.0.1:``port`` (0 = any free port) and serve from a daemon thread."""
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = _Server(("127.0.0.1", port), _Handler)
         server.double = self
         self._server = server
@@ -563,6 +584,7 @@ class NasaDouble:
     def stop(self) -> None:
         server, self._server = self._server, None
         self._released.set()
+        self._stopping.set()
         if server is None:
             return
         server.shutdown()
@@ -647,6 +669,12 @@ class NasaDouble:
 
     @property
     def faults(self) -> dict:
+        """Scripted faults. ``{kind: [fault, ...]}`` queues one fault per request of that kind
+        (None = answer normally); ``by_id: {nasa_id: fault}`` hits every image request of an item;
+        ``always: {kind: fault}`` hits every request of a kind until faults are set again (an
+        outage). Faults: "429", "500", "502", "503", "reset", "html", "bomb", "huge", "truncate",
+        "hold", "slow:<s>", "redirect:<url>", "trickle:<bytes per s>" (honest Content-Length, slow
+        body) and, for search, "empty" (200 with total_hits kept and no items)."""
         return self._faults
 
     @faults.setter
@@ -654,6 +682,8 @@ class NasaDouble:
         value = dict(value or {})
         normalized: dict = {kind: list(value.pop(kind, []) or []) for kind in ("search", "collection", "image")}
         normalized["by_id"] = dict(value.pop("by_id", {}) or {})
+        # kind -> fault applied to every request of that kind until the faults are set again
+        normalized["always"] = dict(value.pop("always", {}) or {})
         for kind, items in value.items():
             normalized[kind] = list(items or [])
         with self._lock:
@@ -799,6 +829,9 @@ class NasaDouble:
                 fault = self._faults.get("by_id", {}).get(nasa_id)
                 if fault is not None:
                     return str(fault)
+            fault = self._faults.get("always", {}).get(kind)
+            if fault is not None:
+                return str(fault)
         return None
 
     def _classify(self, path: str) -> tuple[str, str | None, str | None]:
@@ -821,7 +854,7 @@ class NasaDouble:
             return "image", nasa_id, rendition if ok else None
         return "other", None, None
 
-    def _search_response(self, query: str) -> tuple[int, Any]:
+    def _search_response(self, query: str, empty: bool = False) -> tuple[int, Any]:
         params = parse_qsl(query, keep_blank_values=True)
         if not [k for k, _ in params if k != "api_key"]:
             return 400, (DATA_DIR / "error-search-no-parameters.json").read_bytes()
@@ -842,7 +875,7 @@ class NasaDouble:
         collection: dict = {
             "version": "1.0",
             "href": f"{REAL_API_ORIGIN}/search?{query}",
-            "items": [self._render(r) for r in records[start : start + page_size]],
+            "items": [] if empty else [self._render(r) for r in records[start : start + page_size]],
             "metadata": {"total_hits": len(records)},
         }
         if start + page_size < len(records):

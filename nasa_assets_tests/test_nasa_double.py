@@ -473,6 +473,37 @@ def test_slow_fault_delays_then_answers(nasa_double):
         requests.get(url, timeout=0.2)
 
 
+def test_always_fault_is_an_outage_until_faults_are_set_again(nasa_double):
+    nasa_double.faults = {"always": {"image": "503"}}
+    for _ in range(3):
+        assert requests.get(fault_target(nasa_double, "image"), timeout=10).status_code == 503
+    assert requests.get(fault_target(nasa_double, "collection"), timeout=10).status_code == 200
+    nasa_double.configure(faults={})
+    assert requests.get(fault_target(nasa_double, "image"), timeout=10).status_code == 200
+
+
+def test_empty_fault_answers_a_search_page_without_its_items(nasa_double):
+    nasa_double.faults = {"search": ["empty"]}
+    body = search(nasa_double, q="moon", media_type="image", page=2).json()["collection"]
+    assert body["items"] == [] and body["metadata"]["total_hits"] == 250
+    again = search(nasa_double, q="moon", media_type="image", page=2).json()["collection"]
+    assert len(again["items"]) == 100
+
+
+def test_trickle_fault_sends_the_whole_body_slowly_with_an_honest_length(nasa_double):
+    nasa_double.image_bytes = 4_000
+    nasa_double.faults["image"] = ["trickle:1"]
+    url = fault_target(nasa_double, "image")
+    with requests.get(url, stream=True, timeout=(5, 3)) as resp:
+        assert resp.status_code == 200 and resp.headers["Content-Length"] == "4000"
+        started = time.monotonic()
+        first = resp.raw.read(1)
+        # One byte a second: each read gets bytes well within the read timeout, never the body.
+        assert first and time.monotonic() - started < 3
+    nasa_double.faults["image"] = ["trickle:1000000"]
+    assert len(requests.get(url, timeout=10).content) == 4_000
+
+
 def test_html_fault_lies_about_content_type(nasa_double):
     nasa_double.faults["image"] = ["html"]
     resp = requests.get(fault_target(nasa_double, "image"), timeout=10)
