@@ -7,7 +7,7 @@ PAGES ?= 0001
 IMAGE ?= nasa_assets:latest
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run demo dev test bench build shell pools clean
+.PHONY: install run demo dev test test-quick bench build shell pools clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml pools
 pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster instance concurrency set nasa_api $${NASA_API_POOL_LIMIT:-2}
 
+## test: the whole suite, the one CI runs (system tests skip, with a reason, without PostgreSQL/Chromium)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-quick: the unit and integration tiers (no live dagster dev, PostgreSQL or browser)
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
 ## bench: ingestion speed and memory against the NASA double + moto (BENCH_ARGS="--skip-big" etc.)
 bench: $(STAMP)
