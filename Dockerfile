@@ -1,7 +1,7 @@
 # nasa_assets code location: serves the definitions over gRPC (code server) and is also the image
 # that K8s/ECS run launchers start for each run (`dagster api execute_run ...` as the command).
 # Build: make build (docker build -t nasa_assets:latest .). No secrets are baked in: settings and
-# credentials come from the environment at run time (README "Running in production").
+# credentials come from the environment at run time (docs/production.md).
 FROM python:3.11-slim
 
 # Without S3_BUCKET_NAME the dataset goes to NASA_ASSETS_LOCAL_DIR, a folder the non-root user owns.

@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PAGES ?= 0001
 IMAGE ?= nasa_assets:latest
+DEMO_PORT ?= 8765
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run demo dev test bench build shell pools clean
+.PHONY: install run demo dev dev-demo test test-quick bench build shell pools clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,12 +34,21 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml pools
 	$(BIN)/dagster dev -w workspace.yaml
 
+## dev-demo: the same UI + daemon, with the NASA double on 127.0.0.1:$(DEMO_PORT) standing in for NASA
+dev-demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml pools
+	$(BIN)/python -m nasa_assets_tests.demo --dev --port $(DEMO_PORT)
+
 ## pools: the instance-level limit of the nasa_api pool (steps that call the search API)
 pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster instance concurrency set nasa_api $${NASA_API_POOL_LIMIT:-2}
 
+## test: the whole suite, the one CI runs (system tests skip, with a reason, without PostgreSQL/Chromium)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-quick: the unit and integration tiers (no live dagster dev, PostgreSQL or browser)
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
 ## bench: ingestion speed and memory against the NASA double + moto (BENCH_ARGS="--skip-big" etc.)
 bench: $(STAMP)

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -59,13 +60,16 @@ def run(pages: str, with_dataset: bool = True) -> int:
     job = cli_defs.resolve_job_def(moon_images_job.name)
     store = defs.resources["storage"].store()
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
-    ok = True
+    ok, search_failed = True, False
     for start, end in _chunks(keys):
         tags = {RANGE_START: start, RANGE_END: end}
         result = job.execute_in_process(
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, f"{start}" if start == end else f"{start}...{end}")
+        search_failed |= any(step == "search_results" for step, _ in _step_failures(result))
+    if search_failed:
+        print(_search_hint(defs.resources["nasa"].base_url), file=sys.stderr)
     if with_dataset and not ok:
         print("nasa_assets: moon_dataset not rebuilt because a page run failed; fix the cause above "
               "and run again (stored images are not downloaded twice)", file=sys.stderr)
@@ -75,8 +79,35 @@ def run(pages: str, with_dataset: bool = True) -> int:
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
-    print(f"nasa_assets: dataset at {store.root_uri}")
+    print(_where(store))
     return 0 if ok else 1
+
+
+def _search_hint(base_url: str) -> str:
+    """What to try when the search step failed: the real API needs a network, the double does not."""
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return f"nasa_assets: the search step failed against {base_url}; is the server there running?"
+    return (f"nasa_assets: the search step failed against {base_url}: `make run` needs network access "
+            "to NASA's API; `make demo` runs the same pipeline offline against the project's NASA double")
+
+
+def _where(store) -> str:
+    from nasa_assets.dataset import MANIFEST_KEY
+
+    try:
+        built = store.exists(MANIFEST_KEY)
+    except Exception as error:  # storage unreachable: say so; the runs above reported the cause
+        return f"nasa_assets: could not check {store.root_uri} for a dataset ({type(error).__name__})"
+    if built:
+        return f"nasa_assets: dataset at {store.root_uri}"
+    return f"nasa_assets: no dataset at {store.root_uri} yet"
+
+
+def _step_failures(result) -> list[tuple[str, object]]:
+    """(step key, error) of every failed step of a run."""
+    return [(event.step_key, event.event_specific_data.error)
+            for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
 
 
 SUMMED = ("row_count", "items", "sampled", "rejected", "stored", "already_stored", "failed", "bytes_stored")
@@ -108,12 +139,8 @@ def _report(result, label: str) -> bool:
         if not evaluation.passed:
             problems = evaluation.metadata.get("problems")
             print(f"  {label} check {evaluation.check_name} FAILED: {problems.value if problems else ''}")
-    if not result.success:
-        for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                error = event.event_specific_data.error
-                print(f"  {label} step {event.step_key} failed: {root_cause(error) if error else ''}",
-                      file=sys.stderr)
+    for step, error in _step_failures(result):
+        print(f"  {label} step {step} failed: {root_cause(error) if error else ''}", file=sys.stderr)
     return result.success
 
 

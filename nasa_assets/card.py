@@ -6,6 +6,7 @@ Pure functions: a manifest DataFrame and a few facts in, numbers and Markdown ou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pyarrow as pa
 from nasa_assets.tables import SCHEMAS
 
 NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
+NASA_API_HOST = "images-api.nasa.gov"
 UNKNOWN = "(unknown)"
 
 # What each column of moon_dataset means; the card lists them with their Parquet types.
@@ -27,8 +29,8 @@ COLUMN_MEANINGS: dict[str, str] = {
     "keywords": "NASA's keywords, a list of strings (may be empty)",
     "photographer": "credited photographer, when NASA lists one",
     "location": "where the image was taken, when NASA lists it",
-    "image_key": "the image file, relative to the dataset root (images/<safe nasa_id>.<ext>)",
-    "image_uri": "absolute location of the image when it was stored (s3://... or file://...)",
+    "image_key": "the image file, relative to the dataset root (`images/<safe nasa_id>.<ext>`)",
+    "image_uri": "absolute location of the image when it was stored (`s3://...` or `file://...`)",
     "rendition": "which NASA rendition was kept: orig, large, medium, small or thumb",
     "source_url": "where the image was downloaded from on NASA's file host",
     "bytes": "size of the stored file in bytes",
@@ -64,6 +66,35 @@ class CardFacts:
     split_fractions: dict[str, float]
     pages_included: list[str] = field(default_factory=list)
     pages_missing: int = 0
+    api_base_url: str = f"https://{NASA_API_HOST}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the images came from, in the card's words."""
+
+    title: str  # the card's heading
+    label: str  # "Images returned by <label>"
+    note: str  # what a reader must know about that source, or ""
+    is_nasa: bool
+
+
+def source_of(api_base_url: str) -> Source:
+    """NASA's own API, the offline NASA double (a search API on this machine), or another one."""
+    parts = urlsplit(api_base_url)
+    host = parts.hostname or ""
+    # Scheme, host and port only: never a path, query or credentials from the setting.
+    origin = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    if host == NASA_API_HOST:
+        return Source("Moon images from the NASA Image and Video Library",
+                      f"the NASA Image and Video Library search API ({NASA_API_HOST})", "", True)
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return Source("Synthetic images from the offline NASA double",
+                      f"the offline NASA double at {origin}",
+                      "The double is a stand-in for NASA's API on the machine that built this card "
+                      "(as in `make demo`): its images are synthetic, not NASA's.", False)
+    return Source(f"Images from {host}", f"the search API at {origin} (NASA_API_BASE_URL)",
+                  f"That is not NASA's own API ({NASA_API_HOST}).", False)
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
@@ -166,17 +197,20 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
              else "no dates")
     sampling = ("every item of each page" if facts.sampling_factor == 1
                 else f"about 1 item in {facts.sampling_factor}, chosen by a hash of nasa_id")
+    source = source_of(facts.api_base_url)
+    metadata = "NASA's metadata" if source.is_nasa else "the metadata it served"
     lines = [
-        "# Moon images from the NASA Image and Video Library",
+        f"# {source.title}",
         "",
-        f"Images returned by the NASA Image and Video Library search API (images-api.nasa.gov) for "
-        f"the query `{_cell(facts.query)}` (media type image), with NASA's metadata, one row per "
-        f"image in `moon_dataset.parquet` next to this card.",
+        f"Images returned by {source.label} for the query `{_cell(facts.query)}` (media type "
+        f"image), with {metadata}, one row per image in `moon_dataset.parquet` next to this card."
+        + (f" {source.note}" if source.note else ""),
         "",
         "## At a glance",
         "",
         "| | |",
         "|---|---|",
+        f"| source | {_cell(source.label)} |",
         f"| images | {summary.images} |",
         f"| total size | {human_bytes(summary.total_bytes)} ({summary.total_bytes} bytes) |",
         f"| dates | {dates} |",
@@ -227,7 +261,11 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "",
         "## NASA media usage guidelines (a note, not legal advice)",
         "",
-        "These images come from NASA. Per NASA's media usage guidelines, NASA content is generally "
+        ("These images come from NASA." if source.is_nasa else
+         f"These images were not served by NASA but by {source.label}; the note below is for "
+         "images that do come from NASA."),
+        "",
+        "Per NASA's media usage guidelines, NASA content is generally "
         "not subject to copyright in the United States, and may be used for educational or "
         "informational purposes, but:",
         "",

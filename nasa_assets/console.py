@@ -28,7 +28,7 @@ class TracebackFreeFormatter(logging.Formatter):
 
 @dg.logger(
     config_schema={"log_level": dg.Field(str, default_value="INFO")},
-    description="Dagster's events on stderr, one line each, errors without stack traces.",
+    description="Dagster's events on stderr; errors keep their messages and causes, not stack traces.",
 )
 def concise_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     logger = logging.Logger("nasa_assets", level=init_context.logger_config["log_level"].upper())

@@ -1,4 +1,4 @@
-"""Column schemas of the dataset's Parquet tables (see the README's "Tables")."""
+"""Column schemas of the dataset's Parquet tables (see docs/data-model.md, which a test compares with them)."""
 
 import numpy as np
 import pandas as pd

@@ -11,6 +11,35 @@ import pytest
 from nasa_assets_tests.helpers import LocalReader, S3Reader, local_env, s3_env
 from nasa_assets_tests.nasa_double import NasaDouble
 
+# Test tiers (pytest -m unit / integration / system; docs/testing.md). A test marked by hand keeps
+# its mark; the others are sorted here by the fixtures they use and the module they are in.
+TIERS = ("unit", "integration", "system")
+# A live `dagster dev`, a PostgreSQL cluster or a browser: minutes, and system packages.
+SYSTEM_FIXTURES = {"live_dagster", "postgres", "deployment"}
+SYSTEM_MODULES = {"test_live_dagster", "test_production_queue"}
+# Real sockets (the double, moto), Dagster runs or child processes: seconds each.
+INTEGRATION_FIXTURES = {"nasa_double", "s3_server"}
+INTEGRATION_MODULES = {
+    "test_bench", "test_cli", "test_deploy", "test_faults", "test_hostile_input", "test_kill_rerun",
+    "test_nasa_double", "test_pipeline", "test_secrets",
+}
+
+
+def tier(module: str, fixtures: set[str]) -> str:
+    """The tier of a test, from its module's name and every fixture it uses (directly or not)."""
+    if fixtures & SYSTEM_FIXTURES or module in SYSTEM_MODULES:
+        return "system"
+    if fixtures & INTEGRATION_FIXTURES or module in INTEGRATION_MODULES:
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in TIERS):
+            module = item.module.__name__.rpartition(".")[2] if item.module else ""
+            item.add_marker(tier(module, set(getattr(item, "fixturenames", ()))))
+
 # Settings a developer's shell or .env may carry; none may leak into a test.
 _SCRUBBED_ENV = (
     "AWS_PROFILE",

@@ -11,6 +11,7 @@ from nasa_assets.card import (
     human_bytes,
     page_ranges,
     render_card,
+    source_of,
     summarize,
     type_name,
 )
@@ -93,6 +94,35 @@ def test_card_states_provenance_counts_schema_loader_and_guidelines():
     assert "not legal advice" in card
     for phrase in ("acknowledged", "endorsement", "insignia", "third parties"):
         assert phrase in card, phrase
+
+
+@pytest.mark.parametrize("url,title,source,note", [
+    ("https://images-api.nasa.gov", "Moon images from the NASA Image and Video Library",
+     "the NASA Image and Video Library search API (images-api.nasa.gov)", "These images come from NASA."),
+    ("http://127.0.0.1:35439", "Synthetic images from the offline NASA double",
+     "the offline NASA double at http://127.0.0.1:35439", "its images are synthetic, not NASA's."),
+    # Only scheme, host and port of the setting: no credentials, path or query.
+    ("https://user:pw@mirror.example:8443/api?key=s3cret", "Images from mirror.example",
+     "the search API at https://mirror.example:8443 (NASA_API_BASE_URL)",
+     "That is not NASA's own API (images-api.nasa.gov)."),
+])
+def test_card_states_the_source_it_was_built_from(url, title, source, note):
+    card = render_card(summarize(TABLE, ["train", "validation", "test"]), _facts(api_base_url=url))
+    assert card.startswith(f"# {title}\n")
+    assert f"| source | {source} |" in card
+    assert note in card
+    # NASA's guidelines are still summarized, but only NASA's images are said to come from NASA.
+    assert ("These images come from NASA." in card) is ("nasa.gov" in source)
+    assert NASA_GUIDELINES_URL in card
+    assert not any(secret in card for secret in (":pw@", "s3cret", "8443/api"))
+
+
+@pytest.mark.parametrize("url,is_nasa", [
+    ("https://images-api.nasa.gov", True), ("https://images-api.nasa.gov/", True),
+    ("http://localhost:8765", False), ("http://[::1]:8765", False), ("https://images-api.nasa.gov.evil", False),
+])
+def test_source_of(url, is_nasa):
+    assert source_of(url).is_nasa is is_nasa
 
 
 def test_every_column_has_a_meaning():

@@ -73,3 +73,16 @@ def test_module_run_reports_an_unreachable_api_without_a_traceback(tmp_path, nas
     # Nothing new was stored, so the dataset is left alone rather than rebuilt empty.
     assert "moon_dataset not rebuilt because a page run failed" in proc.stderr
     assert not (tmp_path / "d" / "moon_dataset.parquet").exists()
+    assert "the search step failed against http://127.0.0.1:9; is the server there running?" in proc.stderr
+    # No claim of a dataset that is not there.
+    assert f"no dataset at {(tmp_path / 'd').resolve().as_uri()} yet" in proc.stdout
+    assert "dataset at" not in proc.stdout.replace("no dataset at", "")
+
+
+def test_a_failed_search_against_nasa_points_to_the_offline_demo():
+    from nasa_assets.__main__ import _search_hint
+
+    hint = _search_hint("https://images-api.nasa.gov")
+    assert "`make run` needs network access to NASA's API" in hint
+    assert "`make demo` runs the same pipeline offline" in hint
+    assert "make demo" not in _search_hint("http://127.0.0.1:35439")

@@ -150,6 +150,11 @@ def test_manifest_and_card_from_overlapping_pages(built):
     assert f'load_manifest("{store.root_uri}")' in card
     assert all(f"| `{c}` |" in card for c in COLUMNS)
     assert "https://www.nasa.gov/nasa-brand-center/images-and-media/" in card
+    # Built from the double, and the card says so rather than claiming NASA's images.
+    assert card.startswith("# Synthetic images from the offline NASA double\n")
+    assert f"| source | the offline NASA double at {env['NASA_API_BASE_URL']} |" in card
+    assert "its images are synthetic, not NASA's." in card
+    assert "These images come from NASA." not in card
 
     checks = check_results(result)
     assert set(checks) == CHECKS

@@ -21,6 +21,15 @@ def test_definitions_load_and_job_resolves():
     assert search.op.pool == "nasa_api"
 
 
+@pytest.mark.parametrize("env,storage_kinds", [({}, set()), ({"S3_BUCKET_NAME": "my-bucket"}, {"s3"})])
+def test_asset_kinds_name_the_storage_in_use(env, storage_kinds):
+    from nasa_assets.definitions import definitions_from_env
+
+    graph = definitions_from_env(env).resolve_asset_graph()
+    for name in ("search_results", "sampled_manifest", "moon_images", "moon_dataset"):
+        assert graph.get(dg.AssetKey(name)).kinds == {"python", "parquet"} | storage_kinds, name
+
+
 def test_defaults_are_local_storage_without_credentials():
     resources = resources_from_env({})
     assert isinstance(resources["storage"], LocalDatasetStorage)

@@ -256,7 +256,7 @@ def moon_dataset(
     facts = CardFacts(
         root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,
         rendition=settings.rendition, split_fractions=fractions, pages_included=included,
-        pages_missing=MAX_PAGES - len(included),
+        pages_missing=MAX_PAGES - len(included), api_base_url=nasa.base_url,
     )
     store.put_bytes(CARD_KEY, render_card(summary, facts).encode("utf-8"),
                     content_type="text/markdown; charset=utf-8")

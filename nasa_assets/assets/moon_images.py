@@ -134,7 +134,7 @@ def _row(entry, status: str, facts: ImageFacts | None = None, error: str | None 
 
 @dg.asset(
     **PAGE_ASSET_OPTIONS,
-    kinds={"python", "parquet", "s3"},
+    kinds={"python", "parquet"},
     check_specs=[
         dg.AssetCheckSpec(
             IMAGES_COMPLETE, asset="moon_images",
