@@ -53,7 +53,8 @@ def url_gone(reason: object) -> bool:
 def forget_gone_urls(choices: dict[str, tuple], images: list[Mapping]) -> tuple[dict[str, tuple], int]:
     """The earlier choices (nasa_id -> (raw, rendition, image_url)) without those whose image URL
     failed as gone in an earlier moon_images row; (choices kept, how many were forgotten)."""
-    gone = {(r["nasa_id"], r["source_url"]) for r in images if r["status"] == "failed" and url_gone(r["error"])}
+    gone = {(r["nasa_id"], r["source_url"]) for r in images
+            if r["status"] == "failed" and url_gone(r["error"])}
     kept = {nasa_id: c for nasa_id, c in choices.items() if (nasa_id, c[2]) not in gone}
     return kept, len(choices) - len(kept)
 

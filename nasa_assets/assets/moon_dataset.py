@@ -131,7 +131,9 @@ def shrink_problem(previous: int | None, new: int, max_shrink: float) -> str | N
             f"({(previous - new) / previous:.0%} fewer; MAX_DATASET_SHRINK={max_shrink:g})")
 
 
-def check_shrink(previous: int | None, new: int, max_shrink: float, accepted: bool) -> dg.AssetCheckResult:
+def check_shrink(
+    previous: int | None, new: int, max_shrink: float, accepted: bool
+) -> dg.AssetCheckResult:
     problem = shrink_problem(previous, new, max_shrink)
     if problem and not accepted:
         description = (f"{problem}: the published table and card were kept. If the shrink is real, "
@@ -145,7 +147,8 @@ def check_shrink(previous: int | None, new: int, max_shrink: float, accepted: bo
         passed=problem is None or accepted,
         description=description,
         metadata={"previous_rows": previous if previous is not None else "none published",
-                  "new_rows": new, "max_shrink": max_shrink, "accepted_shrink": bool(problem and accepted),
+                  "new_rows": new, "max_shrink": max_shrink,
+                  "accepted_shrink": bool(problem and accepted),
                   "problems": [problem] if problem and not accepted else []},
     )
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from nasa_assets import tables
 from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
+from nasa_assets.assets.sampled_manifest import MANIFEST_VALID
 from nasa_assets.imaging import (
     ImageFacts,
     ImageRejected,
@@ -15,7 +16,6 @@ from nasa_assets.imaging import (
     sha256_of,
     source_digest,
 )
-from nasa_assets.assets.sampled_manifest import MANIFEST_VALID
 from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts, url_block_reason
@@ -195,7 +195,8 @@ def moon_images(
     Images already in storage are not downloaded again (status already_stored). A page whose
     latest manifest did not pass manifest_valid is refused, also in a run of moon_images alone."""
     manifests = by_page(context, sampled_manifest)
-    refused = refused_pages(context.instance, context.asset_key_for_input("sampled_manifest"), manifests)
+    manifest_key = context.asset_key_for_input("sampled_manifest")
+    refused = refused_pages(context.instance, manifest_key, manifests)
     if refused:
         # Before any request or write: the page's moon_images table and images stay as they were.
         raise dg.Failure(
