@@ -8,12 +8,17 @@ IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "gif", "webp"}
 
 # A nasa_id made only of these characters is used verbatim. Anything else gets a slug plus a
 # hash, joined by "~", which a verbatim id can never contain: the two forms cannot collide.
-_VERBATIM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,119}")
+# Verbatim ids have no lower-case letter, so no two verbatim names differ only in case (on a
+# case-insensitive disk, macOS or Windows, "AS11-40-5874" and "as11-40-5874" would be one file);
+# an id with lower-case letters gets the hash of its exact spelling. Upper case is the form most
+# NASA ids take (PIA12235, NHQ201907180105), so their keys are the ones left unchanged.
+_VERBATIM = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,119}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe_name(nasa_id: str) -> str:
-    """A file name for nasa_id: no slash, no leading dot, never "..", unique per id."""
+    """A file name for nasa_id: no slash, no leading dot, never "..", unique per id even where
+    letter case is ignored."""
     if _VERBATIM.fullmatch(nasa_id) and ".." not in nasa_id:
         return nasa_id
     slug = _UNSAFE.sub("_", nasa_id).replace("..", "_").lstrip("._-")[:80] or "id"

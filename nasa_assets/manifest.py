@@ -41,6 +41,24 @@ def sample(rows: list[Mapping], factor: int) -> list[Mapping]:
     return [row for row in rows if is_sampled(row["nasa_id"], factor)]
 
 
+# What the file host answers for a URL that no longer leads to the file: the URL has to be looked
+# up again (collection.json), not retried.
+_URL_GONE = re.compile(r"\bHTTP (403|404|410)\b")
+
+
+def url_gone(reason: object) -> bool:
+    return isinstance(reason, str) and bool(_URL_GONE.search(reason))
+
+
+def forget_gone_urls(choices: dict[str, tuple], images: list[Mapping]) -> tuple[dict[str, tuple], int]:
+    """The earlier choices (nasa_id -> (raw, rendition, image_url)) without those whose image URL
+    failed as gone in an earlier moon_images row; (choices kept, how many were forgotten)."""
+    gone = {(r["nasa_id"], r["source_url"]) for r in images
+            if r["status"] == "failed" and url_gone(r["error"])}
+    kept = {nasa_id: c for nasa_id, c in choices.items() if (nasa_id, c[2]) not in gone}
+    return kept, len(choices) - len(kept)
+
+
 def listed_renditions(row: Mapping) -> dict[str, str] | None:
     """Renditions the item itself lists (link format 1.1), or None when its collection.json
     on the file host must be read (format 1.0 lists only a thumbnail)."""

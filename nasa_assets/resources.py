@@ -88,6 +88,9 @@ class DatasetSettings(dg.ConfigurableResource):
     max_failed_fraction: float = Field(
         0.05, ge=0, le=1, description="moon_images completeness check: allowed share of failures."
     )
+    max_dataset_shrink: float = Field(
+        0.1, ge=0, le=1, description="moon_dataset: largest share of rows a rebuild may lose unaccepted."
+    )
     split_fractions: str = Field(
         DEFAULT_SPLIT_FRACTIONS, description="moon_dataset split column: name=fraction pairs."
     )

@@ -111,6 +111,7 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 268_435_456),
             max_rejected_fraction=_float(env, "MAX_REJECTED_FRACTION", 0.2, low=0, high=1),
             max_failed_fraction=_float(env, "MAX_FAILED_FRACTION", 0.05, low=0, high=1),
+            max_dataset_shrink=_float(env, "MAX_DATASET_SHRINK", 0.1, low=0, high=1),
             split_fractions=_split_fractions(env),
         ),
         "storage": storage,

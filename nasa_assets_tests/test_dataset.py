@@ -30,7 +30,7 @@ from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages,
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
 COLUMNS = [f.name for f in SCHEMAS["moon_dataset"]]
-CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample"}
+CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample", "shrink_within_limit"}
 
 
 def materialize_dataset(env: dict, instance=None, sample_size: int | None = None):

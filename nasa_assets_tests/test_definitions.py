@@ -14,7 +14,8 @@ def test_definitions_load_and_job_resolves():
     job = defs.resolve_job_def("moon_images_job")
     assert {n.name for n in job.nodes} == {"search_results", "sampled_manifest", "moon_images"}
     specs = {key.name: key for key in defs.resolve_asset_graph().asset_check_keys}
-    assert set(specs) == {"manifest_valid", "images_complete", "unique_nasa_id", "uris_exist", "sha256_sample"}
+    assert set(specs) == {"manifest_valid", "images_complete", "unique_nasa_id", "uris_exist", "sha256_sample",
+                          "shrink_within_limit"}
     search = defs.resolve_assets_def("search_results")
     assert search.partitions_def.get_partition_keys()[:2] == ["0001", "0002"]
     assert len(search.partitions_def.get_partition_keys()) == 100

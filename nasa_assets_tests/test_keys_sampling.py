@@ -17,8 +17,10 @@ from nasa_assets.sampling import is_sampled, sample_bucket, split_for
 
 # --- safe_name / image_key -------------------------------------------------------------------
 
-VERBATIM = ["PIA12235", "as11-40-5874", "iss026-s-001", "NHQ201907180108", "jsc2007e034221",
-            "624073main_1969-04-04_full", "201407220003HQ", "a.b", "X"]
+VERBATIM = ["PIA12235", "NHQ201907180108", "201407220003HQ", "AS11-40-5874", "A.B", "X", "1969"]
+# Lower-case letters: the exact spelling is hashed, so case-only twins differ where case is ignored.
+LOWER_CASE = ["as11-40-5874", "iss026-s-001", "jsc2007e034221", "624073main_1969-04-04_full", "a.b",
+              "x", "Pia12235"]
 
 TRICKY = [
     "../../etc/passwd", "..", ".", "...", "/", "//", "", " ", "\x00", "a\x00b", ".hidden",
@@ -35,6 +37,18 @@ def test_plain_ids_are_used_verbatim(nasa_id):
     assert image_key(nasa_id, f"https://h/{nasa_id}~large.jpg") == f"images/{nasa_id}.jpg"
 
 
+@pytest.mark.parametrize("nasa_id", LOWER_CASE)
+def test_ids_with_lower_case_letters_keep_a_readable_slug_and_a_hash(nasa_id):
+    digest = hashlib.sha256(nasa_id.encode()).hexdigest()[:24]
+    assert safe_name(nasa_id) == f"{nasa_id}~{digest}"
+
+
+def test_ids_that_differ_only_in_case_never_share_a_name_where_case_is_ignored():
+    ids = ["AS11-40-5874", "as11-40-5874", "As11-40-5874", "aS11-40-5874", "PIA12235", "pia12235",
+           "MOON-00001", "moon-00001", "a b", "A B"]
+    assert len({safe_name(i).casefold() for i in ids}) == len(ids)
+
+
 def test_traversal_id_gets_slug_and_hash():
     digest = hashlib.sha256(b"../../etc/passwd").hexdigest()[:24]
     assert safe_name("../../etc/passwd") == f"etc_passwd~{digest}"
@@ -49,7 +63,7 @@ def test_id_with_spaces_keeps_a_readable_slug():
     assert digest == hashlib.sha256(b"NHQ_2019_0311_Go Forward to the Moon").hexdigest()[:24]
 
 
-@pytest.mark.parametrize("nasa_id", VERBATIM + TRICKY)
+@pytest.mark.parametrize("nasa_id", VERBATIM + LOWER_CASE + TRICKY)
 def test_every_name_stays_inside_images(nasa_id):
     name = safe_name(nasa_id)
     assert name and name not in (".", "..")
@@ -64,7 +78,7 @@ def test_every_name_stays_inside_images(nasa_id):
 
 
 def test_distinct_ids_never_collide():
-    ids = VERBATIM + TRICKY
+    ids = VERBATIM + LOWER_CASE + TRICKY
     names = [safe_name(i) for i in ids]
     assert len(set(names)) == len(set(ids))
 
@@ -79,9 +93,9 @@ def test_look_alike_pairs_differ(a, b):
 
 
 def test_long_verbatim_limit():
-    assert safe_name("x" * 120) == "x" * 120
-    long = safe_name("x" * 121)
-    assert long == "x" * 80 + "~" + hashlib.sha256(b"x" * 121).hexdigest()[:24]
+    assert safe_name("X" * 120) == "X" * 120
+    long = safe_name("X" * 121)
+    assert long == "X" * 80 + "~" + hashlib.sha256(b"X" * 121).hexdigest()[:24]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from nasa_assets.storage import ObjectStore
 UNIQUE_NASA_ID = "unique_nasa_id"
 URIS_EXIST = "uris_exist"
 SHA256_SAMPLE = "sha256_sample"
+SHRINK_WITHIN_LIMIT = "shrink_within_limit"
 STORED = ("stored", "already_stored")
 PREVIEW_IMAGES = 6
 METADATA_COLUMNS = ("title", "description", "date_created", "center", "keywords", "photographer",
@@ -46,6 +47,10 @@ AUTOMATION = (
 class MoonDatasetConfig(dg.Config):
     sha256_sample_size: int = Field(
         20, ge=0, description="How many stored images the sha256_sample check re-reads and hashes."
+    )
+    accept_shrink: bool = Field(
+        False, description="Publish the table even when it has fewer rows than the published one "
+        "by more than MAX_DATASET_SHRINK: a person's acceptance of a real shrink, for this run only.",
     )
 
 
@@ -107,6 +112,45 @@ def build_manifest(
             **{c: image[c] for c in IMAGE_COLUMNS},
         })
     return tables.frame("moon_dataset", rows), stats
+
+
+def published_row_count(store: ObjectStore) -> int | None:
+    """Rows of the moon_dataset.parquet consumers are served now; None when there is none (or it
+    cannot be read, so there is nothing to protect)."""
+    try:
+        return len(store.read_parquet(MANIFEST_KEY))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def shrink_problem(previous: int | None, new: int, max_shrink: float) -> str | None:
+    """Why a table of `new` rows may not replace one of `previous` rows; None when it may."""
+    if not previous or previous - new <= previous * max_shrink:
+        return None
+    return (f"moon_dataset would shrink from {previous} to {new} rows "
+            f"({(previous - new) / previous:.0%} fewer; MAX_DATASET_SHRINK={max_shrink:g})")
+
+
+def check_shrink(
+    previous: int | None, new: int, max_shrink: float, accepted: bool
+) -> dg.AssetCheckResult:
+    problem = shrink_problem(previous, new, max_shrink)
+    if problem and not accepted:
+        description = (f"{problem}: the published table and card were kept. If the shrink is real, "
+                       "run moon_dataset once with the config accept_shrink: true.")
+    elif problem:
+        description = f"{problem}: accepted by the run config (accept_shrink: true)."
+    else:
+        description = None
+    return dg.AssetCheckResult(
+        check_name=SHRINK_WITHIN_LIMIT,
+        passed=problem is None or accepted,
+        description=description,
+        metadata={"previous_rows": previous if previous is not None else "none published",
+                  "new_rows": new, "max_shrink": max_shrink,
+                  "accepted_shrink": bool(problem and accepted),
+                  "problems": [problem] if problem and not accepted else []},
+    )
 
 
 def check_unique(manifest: pd.DataFrame) -> dg.AssetCheckResult:
@@ -213,7 +257,12 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
         "sampled_manifest": dg.AssetIn(metadata={"allow_missing_partitions": True}),
     },
     automation_condition=AUTOMATION,
+    # A refused shrink publishes nothing: no Output, so the IO manager keeps the old table.
+    output_required=False,
     check_specs=[
+        dg.AssetCheckSpec(SHRINK_WITHIN_LIMIT, asset="moon_dataset", blocking=True,
+                          description="The table has at most MAX_DATASET_SHRINK fewer rows than the "
+                          "published one; otherwise the published table and card are kept."),
         dg.AssetCheckSpec(UNIQUE_NASA_ID, asset="moon_dataset",
                           description="nasa_id is present and unique."),
         dg.AssetCheckSpec(URIS_EXIST, asset="moon_dataset",
@@ -234,7 +283,8 @@ def moon_dataset(
     """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
     metadata and a train/validation/test split; the dataset card is written next to it.
 
-    Pages not materialized yet are skipped and counted (pages_missing)."""
+    Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
+    by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
     store = storage.store()
     fractions = settings.splits()
     images = pages_of(moon_images, context.asset_partition_keys_for_input("moon_images"))
@@ -246,11 +296,18 @@ def moon_dataset(
     context.log.info(
         f"{summary.images} images from {len(included)} pages ({page_ranges(included)}); {stats}"
     )
+    shrink = check_shrink(published_row_count(store), len(manifest), settings.max_dataset_shrink,
+                          config.accept_shrink)
     checks = [
+        shrink,
         check_unique(manifest),
         check_uris(manifest, sizes),
         check_sha256_sample(manifest, store, config.sha256_sample_size),
     ]
+    if not shrink.passed:
+        context.log.error(shrink.description)
+        yield from checks  # the blocking check fails the run; consumers keep the published table
+        return
     yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store))
     # The IO manager has stored the table by now: the card describes a table that exists.
     facts = CardFacts(

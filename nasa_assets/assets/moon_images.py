@@ -8,6 +8,7 @@ import pandas as pd
 
 from nasa_assets import tables
 from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
+from nasa_assets.assets.sampled_manifest import MANIFEST_VALID
 from nasa_assets.imaging import (
     ImageFacts,
     ImageRejected,
@@ -97,6 +98,43 @@ def _facts_of_stored(store: ObjectStore, key: str, size: int, url: str) -> Image
     return None
 
 
+def refusal_reason(evaluations: list[dg.AssetCheckEvaluation]) -> str | None:
+    """Why a page's images may not be downloaded, given the manifest_valid evaluations of the run
+    that wrote the page's manifest (its last one decides); None when that evaluation passed."""
+    if not evaluations:
+        return f"{MANIFEST_VALID} was not evaluated in the run that wrote the manifest"
+    last = evaluations[-1]
+    if last.passed or last.severity != dg.AssetCheckSeverity.ERROR:
+        return None
+    problems = last.metadata.get("problems")
+    return f"{MANIFEST_VALID} failed: {problems.value if problems else 'no problems recorded'}"
+
+
+def refused_pages(instance: dg.DagsterInstance, manifest_key: dg.AssetKey, pages) -> dict[str, str]:
+    """page -> reason, for the pages whose latest sampled_manifest materialization did not pass
+    manifest_valid. The check is recorded for the whole step (no partition), so the page's latest
+    materialization names the run, and that run's evaluation is the page's. A page with no
+    recorded materialization (another instance wrote it) is not refused."""
+    by_run: dict[str, str | None] = {}
+    refused = {}
+    for page in pages:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=manifest_key, asset_partitions=[page]), limit=1
+        ).records
+        if not records:
+            continue
+        run_id = records[0].run_id
+        if run_id not in by_run:
+            events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            evaluations = [e.dagster_event.event_specific_data for e in events]
+            by_run[run_id] = refusal_reason([
+                e for e in evaluations if e.asset_key == manifest_key and e.check_name == MANIFEST_VALID
+            ])
+        if by_run[run_id]:
+            refused[page] = f"{by_run[run_id]} (run {run_id[:8]})"
+    return refused
+
+
 def _entries(manifest: pd.DataFrame) -> list[dict]:
     """What a download needs from each manifest row, in manifest order."""
     return manifest[["nasa_id", "image_key", "rendition", "image_url"]].to_dict("records")
@@ -154,11 +192,22 @@ def moon_images(
     """The page's images, streamed from NASA's file host into `images/` of the dataset root,
     one row each.
 
-    Images already in storage are not downloaded again (status already_stored)."""
+    Images already in storage are not downloaded again (status already_stored). A page whose
+    latest manifest did not pass manifest_valid is refused, also in a run of moon_images alone."""
+    manifests = by_page(context, sampled_manifest)
+    manifest_key = context.asset_key_for_input("sampled_manifest")
+    refused = refused_pages(context.instance, manifest_key, manifests)
+    if refused:
+        # Before any request or write: the page's moon_images table and images stay as they were.
+        raise dg.Failure(
+            description="moon_images refused, nothing downloaded or overwritten: "
+            + "; ".join(f"page {page}: {why}" for page, why in refused.items())
+            + ". Fix the cause, then materialize sampled_manifest for these pages again.",
+            metadata={"refused_pages": refused},
+        )
     client, store = nasa.client(), storage.store()
     if isinstance(store, LocalStore) and (removed := store.remove_orphans()):
         context.log.info(f"removed {removed} temporary files left by killed runs")
-    manifests = by_page(context, sampled_manifest)
     progress = Progress(context.log, {page: len(frame) for page, frame in manifests.items()})
     existing: dict[str, int] = {}
     known: dict[str, tuple[ImageFacts, str]] = {}

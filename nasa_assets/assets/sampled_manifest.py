@@ -14,22 +14,30 @@ from nasa_assets.validation import manifest_problems, rejection_budget
 MANIFEST_VALID = "manifest_valid"
 
 
-def _earlier_choices(pool: ThreadPoolExecutor, store, pages: list[str]) -> dict[str, tuple[str, str, str]]:
+def _earlier_choices(
+    pool: ThreadPoolExecutor, store, pages: list[str]
+) -> tuple[dict[str, tuple[str, str, str]], int]:
     """nasa_id -> (raw, rendition, image_url) from the manifests these pages had before, read
-    concurrently; an item that moved to another page of the run is found too."""
+    concurrently; an item that moved to another page of the run is found too. A URL whose download
+    failed as gone (HTTP 403/404/410 in the pages' moon_images) is not reused: (choices, forgotten)."""
 
-    def read(page):
+    def read(key):
         try:
-            return store.read_parquet(table_key("sampled_manifest", page))
+            return store.read_parquet(key)
         except (FileNotFoundError, ValueError):  # never materialized, or unreadable: look up again
             return None
 
-    choices = {}
-    for earlier in pool.map(read, pages):
+    keys = [table_key(table, page) for table in ("sampled_manifest", "moon_images") for page in pages]
+    frames = list(pool.map(read, keys))
+    choices, images = {}, []
+    for earlier in frames[:len(pages)]:
         if earlier is not None and not earlier.empty:
             columns = earlier[["nasa_id", "raw", "rendition", "image_url"]].itertuples(index=False)
             choices.update((nasa_id, (raw, rendition, url)) for nasa_id, raw, rendition, url in columns)
-    return choices
+    for table in frames[len(pages):]:
+        if table is not None and not table.empty:
+            images += table[["nasa_id", "source_url", "status", "error"]].to_dict("records")
+    return manifest.forget_gone_urls(choices, images)
 
 
 def _resolve_renditions(
@@ -88,7 +96,7 @@ def sampled_manifest(
     sampled = {key: manifest.sample(valid, settings.sampling_factor) for key, (valid, _) in screened.items()}
     # One pool for all pages of the run, so look-ups of a page range have no tail per page.
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
-        earlier = _earlier_choices(pool, store, list(pages))
+        earlier, forgotten = _earlier_choices(pool, store, list(pages))
         resolved = iter(_resolve_renditions(
             pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition
         ))
@@ -115,7 +123,8 @@ def sampled_manifest(
         all_rejected += rejected
         context.log.info(f"page {key}: {per_page[key]}")
     context.log.info(f"{looked_up} collection.json look-ups (other items list their renditions, "
-                     f"or are unchanged since the earlier manifest)")
+                     f"or are unchanged since the earlier manifest); {forgotten} earlier image URLs not "
+                     f"reused because they failed with HTTP 403/404/410")
 
     combined = pd.concat(frames.values(), ignore_index=True)
     problems = manifest_problems(combined, allowed)
@@ -135,6 +144,7 @@ def sampled_manifest(
             "pages_in_run": per_page,
             "sampling_factor": settings.sampling_factor,
             "collection_lookups": looked_up,
+            "gone_urls_not_reused": forgotten,
             "preview": dg.MetadataValue.md(_preview(combined)),
         },
     )

@@ -2,9 +2,29 @@ import dagster as dg
 
 from nasa_assets import tables
 from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, record_page_metadata, single_or_dict
-from nasa_assets.nasa.parsing import parse_items
-from nasa_assets.partitions import PAGE_SIZE, page_number
+from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
+from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_number
 from nasa_assets.resources import NasaApiResource
+
+
+def fetch_checked_page(client, query: str, key: str, log, run_pages: int = 1) -> SearchPage:
+    """A search page whose item count agrees with its total_hits. A short answer is asked again
+    with the client's backoff, like a transient error; one that stays short fails the step
+    before anything is returned, so no table of any page of the run is replaced."""
+    for attempt in range(client.max_retries + 1):
+        if attempt:
+            client.pause(attempt - 1)
+        page = client.search_page(query, page_number(key), PAGE_SIZE)
+        problem = short_page_problem(page_number(key), page, PAGE_SIZE, MAX_PAGES)
+        if problem is None:
+            return page
+        log.warning(f"{problem} (attempt {attempt + 1} of {client.max_retries + 1})")
+    others = f", nor of the other {run_pages - 1} pages of this run" if run_pages > 1 else ""
+    raise dg.Failure(
+        description=f"{problem}; nothing of page {key} was overwritten{others}",
+        metadata={"page": key, "attempts": client.max_retries + 1,
+                  "items": len(page.items), "total_hits": page.total_hits},
+    )
 
 
 @dg.asset(
@@ -15,11 +35,12 @@ from nasa_assets.resources import NasaApiResource
 def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
     """Every item of one search page (100 per page), parsed into columns, with its raw JSON.
 
-    A page past the last hit is an empty table, not an error."""
+    A page past the last hit is an empty table, not an error. A page inside the hit range that
+    answers fewer items than the hits imply fails the run and leaves the stored tables as they were."""
     client = nasa.client()
     frames, per_page = {}, {}
     for key in context.partition_keys:
-        page = client.search_page(nasa.query, page_number(key), PAGE_SIZE)
+        page = fetch_checked_page(client, nasa.query, key, context.log, len(context.partition_keys))
         rows = parse_items(page.items, page_number(key))
         frames[key] = tables.frame("search_results", rows)
         # Past the API's cap the answer carries no total: None, not a made-up number.

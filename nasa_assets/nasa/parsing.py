@@ -58,6 +58,26 @@ def parse_search_response(body: object) -> SearchPage:
     )
 
 
+def expected_items(page: int, total_hits: int, page_size: int, max_pages: int) -> int:
+    """How many items page `page` must carry when the search reports `total_hits`: a full page,
+    the remainder on the last one, none past the last hit or past the API's page cap."""
+    if page < 1 or page > max_pages:
+        return 0
+    return max(0, min(page_size, total_hits - (page - 1) * page_size))
+
+
+def short_page_problem(page: int, answer: SearchPage, page_size: int, max_pages: int) -> str | None:
+    """What is wrong with a page that answered fewer items than its own total_hits implies; None
+    when the count holds. Such an answer is a glitch of the service, not the state of the results."""
+    if answer.exhausted:
+        return None
+    expected = expected_items(page, answer.total_hits, page_size, max_pages)
+    if len(answer.items) >= expected:
+        return None
+    return (f"search page {page} answered {len(answer.items)} items but total_hits "
+            f"{answer.total_hits} implies {expected}")
+
+
 def is_results_cap(reason: str | None) -> bool:
     """The API's answer when a page lies past the 10,000 hits it will show."""
     return bool(reason) and "maximum number of search results" in reason.lower()

@@ -1,0 +1,90 @@
+"""Bad answers from the search API never replace good data (issue 10, part 1)."""
+
+import pytest
+
+from nasa_assets.nasa.parsing import SearchPage, expected_items, short_page_problem
+from nasa_assets_tests.helpers import materialize_pages, read_table
+
+TABLES = ("search_results", "sampled_manifest", "moon_images", "rejected")
+
+
+def snapshot(reader, pages) -> dict[str, bytes]:
+    """The exact bytes of every table of `pages`, and the set of stored images."""
+    tables = {f"{t}/{p}.parquet": reader.get(f"{t}/{p}.parquet") for t in TABLES for p in pages}
+    return tables | {"images": sorted(reader.image_keys())}
+
+
+def failure_message(result) -> str:
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "search_results"
+    return failure.event_specific_data.error.message
+
+
+@pytest.mark.parametrize(
+    ("page", "total", "expected"),
+    [(1, 250, 100), (2, 250, 100), (3, 250, 50), (4, 250, 0), (1, 0, 0), (100, 20_000, 100),
+     (101, 20_000, 0)],
+)
+def test_expected_items_follow_total_hits(page, total, expected):
+    assert expected_items(page, total, 100, 100) == expected
+
+
+def test_a_short_page_is_named_and_a_full_or_trailing_one_is_not():
+    assert short_page_problem(2, SearchPage(items=[], total_hits=250), 100, 100) == (
+        "search page 2 answered 0 items but total_hits 250 implies 100")
+    assert short_page_problem(3, SearchPage(items=[{}] * 49, total_hits=250), 100, 100) == (
+        "search page 3 answered 49 items but total_hits 250 implies 50")
+    assert short_page_problem(3, SearchPage(items=[{}] * 50, total_hits=250), 100, 100) is None
+    assert short_page_problem(4, SearchPage(items=[], total_hits=250), 100, 100) is None
+    assert short_page_problem(101, SearchPage(exhausted=True), 100, 100) is None
+
+
+def test_an_empty_answer_overwrites_nothing_and_fails_the_run(target, nasa_double):
+    env, reader = target
+    env = env | {"NASA_MAX_RETRIES": "2"}
+    assert materialize_pages(env, "0002").success
+    before = snapshot(reader, ["0002"])
+    assert len(before["images"]) == 100
+
+    nasa_double.faults = {"always": {"search": "empty"}}
+    nasa_double.reset_counts()
+    result = materialize_pages(env, "0002")
+
+    assert not result.success
+    assert failure_message(result).endswith(
+        ": search page 2 answered 0 items but total_hits 250 implies 100; "
+        "nothing of page 0002 was overwritten\n")
+    assert nasa_double.counts["search"] == 3  # the first answer and NASA_MAX_RETRIES more
+    assert nasa_double.counts["collection"] == nasa_double.counts["image"] == 0
+    assert snapshot(reader, ["0002"]) == before
+    assert not result.get_asset_materialization_events()
+
+
+def test_one_empty_answer_followed_by_a_good_one_is_a_transient_error(target, nasa_double):
+    env, reader = target
+    nasa_double.faults = {"search": ["empty"]}
+    result = materialize_pages(env | {"NASA_MAX_RETRIES": "2"}, "0002")
+    assert result.success
+    assert nasa_double.counts["search"] == 2
+    assert len(read_table(reader.get("search_results/0002.parquet"))) == 100
+    assert len(read_table(reader.get("moon_images/0002.parquet"))) == 100
+
+
+def test_one_bad_page_of_a_range_run_fails_the_run_and_writes_no_page(target, nasa_double):
+    env, reader = target
+    env = env | {"NASA_MAX_RETRIES": "1"}
+    pages = ["0001", "0002", "0003"]
+    assert materialize_pages(env, "0001", "0003").success
+    before = snapshot(reader, pages)
+
+    nasa_double.reset_counts()
+    nasa_double.faults = {"search": [None, "empty", "empty"]}  # page 1 answers, page 2 never does
+    result = materialize_pages(env, "0001", "0003")
+
+    assert not result.success
+    assert failure_message(result).endswith(
+        ": search page 2 answered 0 items but total_hits 250 implies 100; nothing of page 0002 was "
+        "overwritten, nor of the other 2 pages of this run\n")
+    assert nasa_double.counts["search"] == 3  # page 3 is not even asked for
+    assert snapshot(reader, pages) == before
+    assert not result.get_asset_materialization_events()

@@ -1,0 +1,132 @@
+"""moon_dataset never silently shrinks: MAX_DATASET_SHRINK and the accept_shrink run config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from nasa_assets.assets.moon_dataset import moon_dataset, shrink_problem
+from nasa_assets.settings import resources_from_env
+from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCEPT = {"ops": {"moon_dataset": {"config": {"accept_shrink": True}}}}
+
+
+def build_dataset(env: dict, run_config=None):
+    return dg.materialize(
+        [*PAGE_ASSETS, moon_dataset], selection=[moon_dataset], resources=resources_from_env(env),
+        run_config=run_config, raise_on_error=False,
+    )
+
+
+def shrink_check(result):
+    [evaluation] = [e for e in result.get_asset_check_evaluations()
+                    if e.check_name == "shrink_within_limit"]
+    return evaluation
+
+
+def published(reader) -> tuple[bytes, bytes]:
+    return reader.get("moon_dataset.parquet"), reader.get("README.md")
+
+
+@pytest.fixture
+def shrunk(target, nasa_double):
+    """A published dataset of 250 rows (pages 1-3), then NASA lists 200 hits and page 3 is
+    materialized again, empty: a rebuild would have 200 rows, 20% fewer."""
+    env, reader = target
+    assert materialize_pages(env, "0001", "0003").success
+    assert build_dataset(env).success
+    assert len(read_table(reader.get("moon_dataset.parquet"))) == 250
+    nasa_double.total_hits = 200
+    assert materialize_pages(env, "0003").success
+    return env, reader
+
+
+@pytest.mark.parametrize(("previous", "new", "limit", "refused"), [
+    (None, 0, 0.1, False), (0, 0, 0.1, False), (250, 250, 0.1, False), (250, 300, 0.0, False),
+    (250, 225, 0.1, False), (250, 224, 0.1, True), (250, 0, 0.1, True), (250, 0, 1.0, False),
+    (250, 249, 0.0, True),
+])
+def test_shrink_problem_applies_the_limit(previous, new, limit, refused):
+    assert (shrink_problem(previous, new, limit) is not None) == refused
+
+
+def test_a_shrink_beyond_the_limit_keeps_the_published_dataset_and_fails(shrunk):
+    env, reader = shrunk
+    before = published(reader)
+
+    result = build_dataset(env)
+
+    assert not result.success
+    evaluation = shrink_check(result)
+    assert not evaluation.passed
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert (metadata["previous_rows"], metadata["new_rows"]) == (250, 200)
+    assert metadata["problems"] == [
+        "moon_dataset would shrink from 250 to 200 rows (20% fewer; MAX_DATASET_SHRINK=0.1)"]
+    assert "accept_shrink: true" in evaluation.description
+    assert not result.get_asset_materialization_events()
+    [failure] = result.get_step_failure_events()
+    assert "shrink_within_limit" in failure.event_specific_data.error.message
+    assert published(reader) == before
+
+
+def test_a_person_accepts_a_real_shrink_with_the_run_config(shrunk):
+    env, reader = shrunk
+    result = build_dataset(env, run_config=ACCEPT)
+
+    assert result.success
+    evaluation = shrink_check(result)
+    assert evaluation.passed and evaluation.metadata["accepted_shrink"].value is True
+    assert len(read_table(reader.get("moon_dataset.parquet"))) == 200
+    assert "| images | 200 |" in reader.get("README.md").decode("utf-8")
+    # The acceptance is for that run only; the next rebuild compares with the 200 rows.
+    again = build_dataset(env)
+    assert again.success and shrink_check(again).metadata["previous_rows"].value == 200
+
+
+def test_a_shrink_within_max_dataset_shrink_is_published(shrunk):
+    env, reader = shrunk
+    result = build_dataset(env | {"MAX_DATASET_SHRINK": "0.2"})
+    assert result.success
+    assert shrink_check(result).metadata["accepted_shrink"].value is False
+    assert len(read_table(reader.get("moon_dataset.parquet"))) == 200
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1.5", "-0.1", "ten"])
+def test_max_dataset_shrink_is_validated_by_name(value):
+    with pytest.raises(ValueError, match="MAX_DATASET_SHRINK"):
+        resources_from_env({"MAX_DATASET_SHRINK": value})
+
+
+def test_dagster_cli_accepts_a_shrink_with_config_json(tmp_path, nasa_double):
+    root = tmp_path / "data"
+    env = local_env(nasa_double, root)
+    assert materialize_pages(env, "0001", "0002").success
+    assert build_dataset(env).success
+    nasa_double.total_hits = 100
+    assert materialize_pages(env, "0002").success  # now past the last hit: empty
+    before = (root / "moon_dataset.parquet").read_bytes()
+
+    def cli(*extra):
+        process_env = {k: v for k, v in os.environ.items() if not k.startswith(("NASA_", "S3_", "DAGSTER_"))}
+        return subprocess.run(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "nasa_assets.definitions",
+             "--select", "moon_dataset", *extra],
+            cwd=tmp_path, env=process_env | env | {"PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=300,
+        )
+
+    refused = cli()
+    assert refused.returncode != 0
+    assert "shrink_within_limit" in refused.stderr + refused.stdout
+    assert (root / "moon_dataset.parquet").read_bytes() == before
+
+    accepted = cli("--config-json", json.dumps(ACCEPT))
+    assert accepted.returncode == 0, accepted.stderr[-3000:]
+    assert len(read_table((root / "moon_dataset.parquet").read_bytes())) == 100
