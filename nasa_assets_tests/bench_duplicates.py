@@ -16,7 +16,7 @@ import time
 from PIL import Image
 
 from nasa_assets.duplicates import DEFAULT_THRESHOLD, group_duplicates, hamming, near_pairs, phash_of
-from nasa_assets_tests.test_duplicates import picture
+from nasa_assets_tests.small_dataset import picture
 
 
 def photo_like_jpeg(seed: int, size=(4000, 3000)) -> bytes:

@@ -7,27 +7,15 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from nasa_assets.duplicates import (
     assign_splits, duplicate_counts, example_pairs, group_duplicates, hamming, near_pairs, phash_of,
 )
 from nasa_assets.sampling import split_for
+from nasa_assets_tests.small_dataset import picture
 
 FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
-
-
-def picture(seed: int, size=(1600, 1200)) -> Image.Image:
-    """A smooth picture with a few shapes: different seeds give visibly different pictures."""
-    rng = random.Random(seed)
-    image = Image.linear_gradient("L").resize(size).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    for _ in range(6):
-        x, y = rng.randrange(w), rng.randrange(h)
-        r = rng.randrange(w // 10, w // 3)
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
-    return image
 
 
 def jpeg(image: Image.Image, **options) -> bytes:
