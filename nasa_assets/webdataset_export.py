@@ -46,7 +46,7 @@ _MEMBER_OVERHEAD = 512 + 1024
 _TAR_TAIL = tarfile.RECORDSIZE + 1024
 
 __all__ = ["DEFAULT_MAX_SHARD_BYTES", "DEFAULT_MAX_SHARD_SAMPLES", "INDEX_NAME", "PREFIX",
-           "manifest_version", "read_index", "sample_key", "write_webdataset"]
+           "manifest_version", "read_image", "read_index", "sample_key", "write_webdataset"]
 
 
 def sample_key(nasa_id: str) -> str:
@@ -129,17 +129,18 @@ class _Shard:
                 "sha256": digest.hexdigest()}
 
 
-def _image(store: ObjectStore, row: dict) -> tuple[bytes | None, str | None]:
-    """The image's bytes, or None and the reason it cannot be exported."""
-    try:
-        data = store.get_bytes(row["image_key"])
-    except FileNotFoundError:
-        return None, f"missing: {store.uri(row['image_key'])}"
-    if row.get("bytes") is not None and len(data) != row["bytes"]:
-        return None, f"size differs from the manifest: {len(data)} stored, {row['bytes']} recorded"
-    if row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
-        return None, "sha256 differs from the manifest"
-    return data, None
+def read_image(store: ObjectStore, row: Mapping, verify: bool = True) -> bytes:
+    """The bytes at the row's image_key; with `verify`, checked against its bytes and sha256.
+
+    Raises FileNotFoundError when the object is missing and ValueError when it differs.
+    """
+    data = store.get_bytes(row["image_key"])
+    if verify and row.get("bytes") is not None and len(data) != row["bytes"]:
+        raise ValueError(f"{store.uri(row['image_key'])} does not match the manifest: "
+                         f"{len(data)} bytes stored, {row['bytes']} recorded")
+    if verify and row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise ValueError(f"{store.uri(row['image_key'])} does not match the manifest: sha256 differs")
+    return data
 
 
 def write_webdataset(
@@ -185,8 +186,15 @@ def write_webdataset(
         shard = _Shard(split, 0, prefix)
         for row in sorted(by_split[split], key=lambda r: _order(r["nasa_id"])):
             key = sample_key(row["nasa_id"])
-            data, reason = _image(store, row)
-            if data is None:
+            try:
+                data = read_image(store, row)
+            except FileNotFoundError:
+                reason = f"missing: {store.uri(row['image_key'])}"
+            except ValueError as error:
+                reason = str(error)
+            else:
+                reason = None
+            if reason:
                 skipped.append({"nasa_id": row["nasa_id"], "split": split, "reason": reason})
                 continue
             meta = _metadata(row)

@@ -117,7 +117,7 @@ def test_a_changed_image_is_skipped_with_its_reason(tmp_path):
     store.put_bytes(key, images["PIA12235"][:-1] + b"x")
     index = write_webdataset(store, manifest, version="v")
     assert index["skipped"] == [{"nasa_id": "PIA12235", "split": "train",
-                                 "reason": "sha256 differs from the manifest"}]
+                                 "reason": f"{store.uri(key)} does not match the manifest: sha256 differs"}]
     assert index["samples"] == len(ITEMS) - 1
 
 
