@@ -44,7 +44,8 @@ _LINK_PHRASE = re.compile(
     r"(?:https?://|www\.)\S+", re.I
 )
 _MORE_SENTENCE = re.compile(
-    r"(?:^|(?<=[.!?])\s)(?:for more information|learn more|read more|more information)\b[^.!?]*[.!?]?",
+    r"(?:^|(?<=[.!?])\s)(?:for more information|learn more|read more|more information)\b"
+    r"[^.!?]*[.!?]?",
     re.I,
 )
 _HASHTAGS = re.compile(r"(?:\s*#\w+)+\s*$")

@@ -54,8 +54,10 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
                 upright = ImageOps.exif_transpose(image)
                 return str(imagehash.phash(upright))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
-        name = getattr(source, "name", None) if not isinstance(source, (str, os.PathLike)) else source
-        raise ValueError(f"cannot compute a perceptual hash of {name or 'the data'}: {error}") from None
+        name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+        raise ValueError(
+            f"cannot compute a perceptual hash of {name or 'the data'}: {error}"
+        ) from None
 
 
 def hamming(a: str, b: str) -> int:
@@ -70,7 +72,9 @@ def _bands(threshold: int) -> list[tuple[int, int]]:
     return [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(bounds, bounds[1:])]
 
 
-def near_pairs(hashes: Iterable[str], threshold: int = DEFAULT_THRESHOLD) -> Iterator[tuple[str, str, int]]:
+def near_pairs(
+    hashes: Iterable[str], threshold: int = DEFAULT_THRESHOLD
+) -> Iterator[tuple[str, str, int]]:
     """Every pair of distinct hashes within `threshold` bits, as (smaller, larger, distance).
 
     Multi-index hashing: with the 64 bits cut into threshold + 1 bands, two hashes at most
@@ -197,7 +201,7 @@ def duplicate_counts(rows: Iterable[Mapping], groups: Mapping[str, str]) -> dict
 def example_pairs(
     rows: Iterable[Mapping], threshold: int = DEFAULT_THRESHOLD, limit: int = 3
 ) -> dict[str, list[dict]]:
-    """Up to `limit` exact and `limit` near pairs for the dataset card, one per group, smallest ids first.
+    """Up to `limit` exact and `limit` near pairs for the dataset card, one per group.
 
     {"exact": [{"a": id, "b": id, "distance": 0}, ...], "near": [{"a", "b", "distance"}, ...]};
     a near pair's files differ (different sha256).

@@ -7,7 +7,8 @@
     train[0]["caption"]    # str
 
 Works offline: nothing is fetched from the Hugging Face Hub. The images are copied once into
-datasets' Arrow cache (HF_DATASETS_CACHE, or `cache_dir`); loading the same manifest again reuses it.
+datasets' Arrow cache (HF_DATASETS_CACHE, or `cache_dir`); loading the same manifest again
+reuses it.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def load_hf_dataset(
     if split is not None:
         present = sorted(manifest["split"].dropna().unique())
         if split not in present:
-            raise ValueError(f"no image in split {split!r}; splits present: {', '.join(present) or 'none'}")
+            raise ValueError(
+                f"no image in split {split!r}; splits present: {', '.join(present) or 'none'}"
+            )
     optional = tuple(name for name in OPTIONAL_TEXT_COLUMNS if name in manifest.columns)
     # The manifest's own hash names the cached copy: a rebuilt manifest gets a new one, the same
     # manifest reuses it. (datasets would otherwise hash the store object, which is not stable.)

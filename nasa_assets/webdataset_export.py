@@ -107,7 +107,8 @@ class _Shard:
         self.samples = 0
 
     def projected(self, member_sizes: Iterable[int]) -> int:
-        return self.file.tell() + sum(_MEMBER_OVERHEAD + _padded(n) for n in member_sizes) + _TAR_TAIL
+        members = sum(_MEMBER_OVERHEAD + _padded(n) for n in member_sizes)
+        return self.file.tell() + members + _TAR_TAIL
 
     def add(self, name: str, data: bytes) -> None:
         # Fixed owner, mode and time: the same content gives byte-identical shards.
@@ -139,7 +140,9 @@ def read_image(store: ObjectStore, row: Mapping, verify: bool = True) -> bytes:
         raise ValueError(f"{store.uri(row['image_key'])} does not match the manifest: "
                          f"{len(data)} bytes stored, {row['bytes']} recorded")
     if verify and row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
-        raise ValueError(f"{store.uri(row['image_key'])} does not match the manifest: sha256 differs")
+        raise ValueError(
+            f"{store.uri(row['image_key'])} does not match the manifest: sha256 differs"
+        )
     return data
 
 
@@ -163,7 +166,9 @@ def write_webdataset(
     the new index is written. `version` (e.g. `manifest_version(store)`) is recorded in the index.
     """
     if max_shard_bytes < MIN_SHARD_BYTES:
-        raise ValueError(f"max_shard_bytes must be at least {MIN_SHARD_BYTES}, got {max_shard_bytes}")
+        raise ValueError(
+            f"max_shard_bytes must be at least {MIN_SHARD_BYTES}, got {max_shard_bytes}"
+        )
     if max_shard_samples < 1:
         raise ValueError(f"max_shard_samples must be at least 1, got {max_shard_samples}")
     if not isinstance(manifest, pd.DataFrame):
@@ -212,7 +217,8 @@ def write_webdataset(
         else:  # every image of the split was skipped
             shard.file.close()
     index = _index(shards, skipped, version, max_shard_bytes, max_shard_samples)
-    store.put_bytes(f"{prefix}/{INDEX_NAME}", json.dumps(index, indent=2).encode(), "application/json")
+    body = json.dumps(index, indent=2).encode()
+    store.put_bytes(f"{prefix}/{INDEX_NAME}", body, "application/json")
     written = {s["key"] for s in shards}
     for key in store.sizes(f"{prefix}/"):
         if key.endswith(".tar") and key not in written:
@@ -230,7 +236,8 @@ def _index(shards, skipped, version, max_shard_bytes, max_shard_samples) -> dict
     for name, entry in splits.items():
         last = entry["shards"] - 1
         # Brace notation as webdataset.WebDataset expands it, relative to the webdataset folder.
-        entry["urls"] = f"{name}/{name}-" + (f"{{000000..{last:06d}}}.tar" if last else "000000.tar")
+        numbers = f"{{000000..{last:06d}}}" if last else "000000"
+        entry["urls"] = f"{name}/{name}-{numbers}.tar"
     return {
         "format": "webdataset",
         "format_version": FORMAT_VERSION,
