@@ -13,15 +13,13 @@ from nasa_assets.duplicates import (
     assign_splits, duplicate_counts, example_pairs, group_duplicates, hamming, near_pairs, phash_of,
 )
 from nasa_assets.sampling import split_for
-from nasa_assets_tests.small_dataset import picture
+from nasa_assets_tests.small_dataset import encoded, picture
 
 FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def jpeg(image: Image.Image, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "JPEG", **options)
-    return out.getvalue()
+    return encoded(image, "JPEG", **options)
 
 
 def test_phash_is_16_hex_digits_from_bytes_path_or_stream(tmp_path):
@@ -37,12 +35,31 @@ def test_phash_sees_re_encodings_and_resizes_as_near_and_other_pictures_as_far()
     original = picture(1)
     base = phash_of(jpeg(original, quality=95))
     smaller = phash_of(jpeg(original.resize((800, 600)), quality=60))
-    png = io.BytesIO()
-    original.save(png, "PNG")
     assert hamming(base, smaller) <= 6
-    assert hamming(base, phash_of(png.getvalue())) <= 6
+    assert hamming(base, phash_of(encoded(original, "PNG"))) <= 6
     for seed in range(2, 6):
         assert hamming(base, phash_of(jpeg(picture(seed), quality=95))) > 6
+
+
+@pytest.mark.parametrize("mode, fmt, options", [
+    ("L", "JPEG", {}), ("CMYK", "JPEG", {}), ("RGB", "JPEG", {"progressive": True}),
+    ("RGBA", "PNG", {}), ("P", "GIF", {}), ("I;16", "TIFF", {}), ("RGB", "WEBP", {}),
+])
+def test_phash_of_other_modes_and_formats_matches_the_rgb_picture(mode, fmt, options):
+    image = picture(3, (1200, 900))
+    reference = phash_of(encoded(image, "PNG"))
+    converted = image.convert("L").convert(mode) if mode == "I;16" else image.convert(mode)
+    assert hamming(phash_of(encoded(converted, fmt, **options)), reference) <= 2
+
+
+def test_phash_follows_the_exif_orientation():
+    image = picture(3, (1200, 900))
+    reference = phash_of(encoded(image, "PNG"))
+    stored_sideways = image.rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    assert phash_of(encoded(stored_sideways, "JPEG", exif=exif)) == reference
+    assert hamming(phash_of(encoded(stored_sideways, "JPEG")), reference) > 6
 
 
 def test_draft_decoding_hashes_close_to_a_full_decode():
