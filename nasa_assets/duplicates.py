@@ -180,7 +180,8 @@ def duplicate_counts(rows: Iterable[Mapping], groups: Mapping[str, str]) -> dict
     """How many images, groups, extra exact copies (same bytes) and extra near copies there are.
 
     images - groups = exact_copies + near_copies: every image beyond the first of its group is a
-    copy, exact when its bytes equal another member's.
+    copy, exact when its bytes equal another member's. largest_group is worth watching: one huge
+    group (chained near duplicates) would put a large share of the images in one split.
     """
     rows = list(rows)
     sizes: dict[str, int] = defaultdict(int)
@@ -195,6 +196,7 @@ def duplicate_counts(rows: Iterable[Mapping], groups: Mapping[str, str]) -> dict
         "images_in_duplicate_groups": sum(n for n in sizes.values() if n > 1),
         "exact_copies": exact,
         "near_copies": len(rows) - len(sizes) - exact,
+        "largest_group": max(sizes.values(), default=0),
     }
 
 

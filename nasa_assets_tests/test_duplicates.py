@@ -186,8 +186,9 @@ def test_counts_and_example_pairs():
     groups = group_duplicates(ROWS)
     assert duplicate_counts(ROWS, groups) == {
         "images": 8, "groups": 3, "duplicate_groups": 3, "images_in_duplicate_groups": 8,
-        "exact_copies": 2, "near_copies": 3,
+        "exact_copies": 2, "near_copies": 3, "largest_group": 4,
     }
+    assert duplicate_counts([], {})["largest_group"] == 0
     pairs = example_pairs(ROWS, limit=3)
     assert pairs["exact"] == [{"a": "b", "b": "d", "distance": 0}, {"a": "p", "b": "q", "distance": 0}]
     assert pairs["near"] == [{"a": "b", "b": "x", "distance": 2}, {"a": "m", "b": "n", "distance": 1}]
