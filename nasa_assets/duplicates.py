@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Importing imaging sets Pillow's pixel limit to the one ingestion validated against.
 from nasa_assets.imaging import MAX_PIXELS  # noqa: F401
 from nasa_assets.sampling import split_for
+from nasa_assets.storage import ObjectStore
 
 HASH_BITS = 64
 DEFAULT_THRESHOLD = 6
@@ -30,7 +31,7 @@ DRAFT_SIZE = 256
 
 __all__ = [
     "DEFAULT_THRESHOLD", "assign_splits", "duplicate_counts", "example_pairs", "group_duplicates",
-    "hamming", "near_pairs", "phash_of",
+    "hamming", "near_pairs", "phash_of", "phashes_of_stored",
 ]
 
 
@@ -58,6 +59,23 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
         raise ValueError(
             f"cannot compute a perceptual hash of {name or 'the data'}: {error}"
         ) from None
+
+
+def phashes_of_stored(
+    store: ObjectStore, rows: Iterable[Mapping]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """(nasa_id -> phash or None, nasa_id -> reason) for rows' images at their image_key."""
+    hashes: dict[str, str | None] = {}
+    reasons: dict[str, str] = {}
+    for row in rows:
+        nasa_id = row["nasa_id"]
+        try:
+            hashes[nasa_id] = phash_of(store.get_bytes(row["image_key"]))
+        except FileNotFoundError:
+            hashes[nasa_id], reasons[nasa_id] = None, f"missing: {store.uri(row['image_key'])}"
+        except ValueError as error:
+            hashes[nasa_id], reasons[nasa_id] = None, str(error)
+    return hashes, reasons
 
 
 def hamming(a: str, b: str) -> int:

@@ -11,9 +11,11 @@ from PIL import Image
 
 from nasa_assets.duplicates import (
     assign_splits, duplicate_counts, example_pairs, group_duplicates, hamming, near_pairs, phash_of,
+    phashes_of_stored,
 )
 from nasa_assets.sampling import split_for
-from nasa_assets_tests.small_dataset import encoded, picture
+from nasa_assets.storage import LocalStore
+from nasa_assets_tests.small_dataset import encoded, picture, write_small_dataset
 
 FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
@@ -60,6 +62,20 @@ def test_phash_follows_the_exif_orientation():
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
     assert phash_of(encoded(stored_sideways, "JPEG", exif=exif)) == reference
     assert hamming(phash_of(encoded(stored_sideways, "JPEG")), reference) > 6
+
+
+def test_phashes_of_stored_images_with_reasons_for_the_bad_ones(tmp_path):
+    store = LocalStore(tmp_path)
+    manifest, images = write_small_dataset(store)
+    rows = manifest.to_dict("records")
+    store.delete(rows[0]["image_key"])
+    store.put_bytes(rows[1]["image_key"], b"<html>not an image</html>")
+    hashes, reasons = phashes_of_stored(store, rows)
+    assert hashes == {r["nasa_id"]: None if i < 2 else phash_of(images[r["nasa_id"]])
+                      for i, r in enumerate(rows)}
+    assert reasons[rows[0]["nasa_id"]] == f"missing: {store.uri(rows[0]['image_key'])}"
+    assert reasons[rows[1]["nasa_id"]].startswith("cannot compute a perceptual hash")
+    assert set(reasons) == {rows[0]["nasa_id"], rows[1]["nasa_id"]}
 
 
 def test_draft_decoding_hashes_close_to_a_full_decode():
