@@ -10,7 +10,10 @@ import webdataset as wds
 
 from nasa_assets.keys import table_key
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets.webdataset_export import manifest_version, read_index, sample_key, write_webdataset
+from nasa_assets.storage.s3 import MULTIPART_THRESHOLD
+from nasa_assets.webdataset_export import (
+    _SPOOL_BYTES, manifest_version, read_index, sample_key, write_webdataset,
+)
 from nasa_assets_tests.small_dataset import ITEMS, write_small_dataset
 
 EXPORTED = {nasa_id for nasa_id, _, _ in ITEMS} - {"iss026-s-001"}
@@ -166,3 +169,28 @@ def test_s3_shards_stream_from_moto_over_http(s3_server, s3_client, s3_bucket):
     _assert_samples(_read(urls), manifest, images)
     assert manifest_version(store) == version
     assert version == hashlib.sha256(store.get_bytes(table_key("moon_dataset"))).hexdigest()
+
+
+def test_a_shard_past_the_spool_and_multipart_sizes_round_trips_through_s3(
+    s3_server, s3_client, s3_bucket
+):
+    """40 MB in one shard: spilled from memory to a temporary file, uploaded in parts."""
+    store = S3Store(s3_client, s3_bucket, "big")
+    rows, blobs = [], {}
+    for i in range(5):
+        data = hashlib.sha256(str(i).encode()).digest() * (8_000_000 // 32)  # 8 MB, not an image
+        key = f"images/big{i}.jpg"
+        store.put_bytes(key, data)
+        blobs[f"big{i}"] = data
+        rows.append({"nasa_id": f"big{i}", "split": "train", "title": f"Big {i}", "image_key": key,
+                     "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    index = write_webdataset(store, rows, version="v")
+    (shard,) = index["shards"]
+    assert shard["samples"] == 5 and shard["bytes"] > max(_SPOOL_BYTES, MULTIPART_THRESHOLD)
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"big/{shard['key']}")
+    assert head["ContentLength"] == shard["bytes"] and "-" in head["ETag"]  # a multipart upload
+    url = s3_client.generate_presigned_url(
+        "get_object", Params={"Bucket": s3_bucket, "Key": f"big/{shard['key']}"}, ExpiresIn=600)
+    samples = {json.loads(s["json"])["nasa_id"]: s["jpg"]
+               for s in wds.WebDataset([url], shardshuffle=False)}
+    assert samples == blobs
