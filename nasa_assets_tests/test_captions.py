@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nasa_assets.captions import caption, clean_description, keyword_list
 
@@ -129,3 +131,16 @@ def test_keywords_from_lists_arrays_and_joined_strings():
     assert keyword_list("Apollo, Apollo 8,, NASA") == ["Apollo", "Apollo 8", "NASA"]
     assert keyword_list(None) == []
     assert caption(None, None, ["Moon", "Mars"]) == "Moon, Mars"
+
+
+@given(
+    title=st.one_of(st.none(), st.text()),
+    description=st.one_of(st.none(), st.text(), st.text(alphabet="<>&;#/ apbr-Credit:.()NASA\n")),
+    keywords=st.one_of(st.none(), st.lists(st.text())),
+    max_chars=st.integers(1, 300),
+)
+@settings(max_examples=200, deadline=None)
+def test_any_input_gives_a_bounded_single_line_caption(title, description, keywords, max_chars):
+    text = caption(title, description, keywords, max_chars=max_chars)
+    assert len(text) <= max_chars
+    assert text == text.strip() and "  " not in text and "\n" not in text
