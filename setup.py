@@ -16,9 +16,12 @@ setup(
         "pyarrow>=26,<27",
         "pillow>=12,<14",
         "python-dotenv>=1.0,<2",
+        "imagehash>=4.3.2,<5",
     ],
     extras_require={
         "postgres": ["dagster-postgres>=0.29.27,<0.30"],
+        # nasa_assets.hf.load_hf_dataset; used offline, never talks to the Hub.
+        "hf": ["datasets>=5.2,<6"],
         "test": [
             "pytest>=9,<10",
             "hypothesis>=6.100,<7",
@@ -26,6 +29,8 @@ setup(
             "dagster-graphql>=1.13.27,<1.14",
             "dagster-postgres>=0.29.27,<0.30",
             "playwright>=1.65,<1.66",
+            "webdataset>=1.0.2,<1.1",
+            "datasets>=5.2,<6",
         ],
     },
 )
