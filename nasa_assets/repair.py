@@ -175,4 +175,5 @@ def plan_repairs(
     limit = max(policy.max_runs_per_tick, 0)
     for _, held in due[limit:]:
         waiting[held.key] = 0.0  # due, but over this tick's bound
-    return RepairPlan([r for _, r in due[:limit]], new_state, dict(sorted(waiting.items())), running)
+    runs = [r for _, r in due[:limit]]
+    return RepairPlan(runs, new_state, dict(sorted(waiting.items())), running)

@@ -56,7 +56,9 @@ def interval_seconds(env=os.environ) -> int:
     return seconds
 
 
-def _observe(client, nasa: NasaApiResource, previous: RefreshState | None, drop_share: float) -> Decision:
+def _observe(
+    client, nasa: NasaApiResource, previous: RefreshState | None, drop_share: float
+) -> Decision:
     """Fetch page 1 and the pages the decision needs (two requests when the total is unchanged)."""
     first = client.search_page(nasa.query, 1, PAGE_SIZE)
     fetched = {1: item_ids(first.items)}
@@ -99,8 +101,8 @@ def page_states(instance: dg.DagsterInstance, in_range: int) -> tuple[list[PageH
     """Each page's health, and the pages with a queued or running run: three queries in all."""
     busy: set[str] = set()
     last_runs: dict[str, LastRun] = {}
-    records = instance.get_run_records(filters=dg.RunsFilter(job_name=moon_images_job.name), limit=RUN_HISTORY)
-    for record in records:  # newest first
+    runs_filter = dg.RunsFilter(job_name=moon_images_job.name)
+    for record in instance.get_run_records(filters=runs_filter, limit=RUN_HISTORY):  # newest first
         run = record.dagster_run
         if run.status not in FINISHED:
             busy.update(_pages_of(run.tags))
@@ -109,16 +111,16 @@ def page_states(instance: dg.DagsterInstance, in_range: int) -> tuple[list[PageH
         for key in _pages_of(run.tags):
             last_runs.setdefault(key, LastRun(run.run_id, run.status.value, ended))
 
-    latest = instance.get_latest_storage_id_by_partition(MOON_IMAGES, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    latest = instance.get_latest_storage_id_by_partition(
+        MOON_IMAGES, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
     images: dict[str, LastImages] = {}
     if latest:
-        found = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=MOON_IMAGES, storage_ids=list(latest.values())), limit=len(latest)
-        )
-        for record in found.records:
+        records_filter = dg.AssetRecordsFilter(asset_key=MOON_IMAGES, storage_ids=list(latest.values()))
+        for record in instance.fetch_materializations(records_filter, limit=len(latest)).records:
             failed = record.asset_materialization.metadata.get("failed")
-            count = failed.value if isinstance(failed, dg.IntMetadataValue) else 0
-            images[record.partition_key] = LastImages(record.run_id, int(count or 0), record.timestamp)
+            count = int(failed.value or 0) if isinstance(failed, dg.IntMetadataValue) else 0
+            images[record.partition_key] = LastImages(record.run_id, count, record.timestamp)
 
     hit_range = {page_key(p) for p in range(1, in_range + 1)}
     keys = sorted((hit_range | set(last_runs) | set(images)) & set(PAGE_KEYS))
@@ -188,19 +190,20 @@ def refresh_sensor(
 
         context.log.info(decision.reason)
         if decision.suspicious:  # a search answer not trusted yet: no run of any kind
-            return dg.SensorResult(skip_reason=decision.reason, cursor=write_cursor(decision.state, backoff))
+            cursor = write_cursor(decision.state, backoff)
+            return dg.SensorResult(skip_reason=decision.reason, cursor=cursor)
         plan = _repair(context, decision, backoff, policy)
-        reason = decision.reason if plan is None else f"{decision.reason}; {plan.summary()}"
+        repairs = plan.runs if plan else []
         cursor = write_cursor(decision.state, plan.state if plan else {})
         run_requests = [
-            dg.RunRequest(partition_key=key, run_key=decision.run_key(key)) for key in decision.affected
-        ] + [
-            dg.RunRequest(partition_key=r.key, run_key=r.run_key, tags=r.tags) for r in (plan.runs if plan else [])
-        ]
-        if not run_requests:
-            return dg.SensorResult(skip_reason=reason, cursor=cursor)
+            dg.RunRequest(partition_key=key, run_key=decision.run_key(key))
+            for key in decision.affected
+        ] + [dg.RunRequest(partition_key=r.key, run_key=r.run_key, tags=r.tags) for r in repairs]
         if plan is not None:
             context.log.info(plan.summary())
+        if not run_requests:
+            reason = decision.reason if plan is None else f"{decision.reason}; {plan.summary()}"
+            return dg.SensorResult(skip_reason=reason, cursor=cursor)
         return dg.SensorResult(run_requests=run_requests, cursor=cursor)
 
     return nasa_search_refresh

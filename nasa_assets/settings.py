@@ -136,7 +136,8 @@ def repair_policy_from_env(env: Mapping[str, str]) -> RepairPolicy:
     cap = _float(env, "NASA_REPAIR_BACKOFF_MAX_SECONDS", 21600.0, low=0, high=MAX_BACKOFF_SECONDS)
     if cap < first:
         raise ValueError(
-            f"NASA_REPAIR_BACKOFF_MAX_SECONDS ({cap}) must be at least NASA_REPAIR_BACKOFF_SECONDS ({first})"
+            f"NASA_REPAIR_BACKOFF_MAX_SECONDS ({cap}) must be at least "
+            f"NASA_REPAIR_BACKOFF_SECONDS ({first})"
         )
     skipped = (env.get("NASA_REPAIR_SKIP_PAGES") or "").strip()
     try:

@@ -168,6 +168,16 @@ class LiveDagster:
             time.sleep(1)
         raise AssertionError(f"run {run_id} still {status} after {timeout} s\n{self.log_tail()}")
 
+    def wait_until(self, what: str, probe, timeout: float):
+        """The first truthy value of probe(), polled every second; fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(1)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.log_tail()}")
+
     def assert_success(self, run_id: str, timeout: float = 180) -> None:
         status = self.wait_for_run(run_id, timeout)
         assert status == "SUCCESS", (
@@ -280,8 +290,8 @@ def running_dagster(s3_endpoint: str, base: Path, **settings: str) -> Iterator[L
 
     double = NasaDouble(total_hits=TOTAL_HITS).start()
     port = free_port()
-    live = LiveDagster(port, home, workdir, _env(home, double, s3_endpoint, bucket, settings), double, bucket, s3,
-                       base / "dagster-dev.log")
+    env = _env(home, double, s3_endpoint, bucket, settings)
+    live = LiveDagster(port, home, workdir, env, double, bucket, s3, base / "dagster-dev.log")
     with open(live.log_path, "wb") as log, _sigint_not_ignored():
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-w", WORKSPACE,

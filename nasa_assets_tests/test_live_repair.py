@@ -4,7 +4,6 @@ Each test gets its own `dagster dev` (live.py) with the NASA double's 250 hits (
 fresh moto bucket, a 3 s sensor interval and a 2 s first repair wait.
 """
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +13,8 @@ from nasa_assets_tests.live import LOCATION, REPOSITORY, WORKSPACE, LiveDagster,
 SENSOR = "nasa_search_refresh"
 PAGES = ["0001", "0002", "0003"]
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-# Bounds on waits, generous for a loaded 2-core machine; no assertion is about speed.
+# Bounds on waits (live.wait_until), generous for a loaded 2-core machine; no assertion is about
+# speed.
 FIRST_RUNS_TIMEOUT = 240
 REPAIRED_TIMEOUT = 150
 
@@ -43,16 +43,6 @@ def fixture_live(s3_server: str, tmp_path) -> Iterator[LiveDagster]:
         SEARCH_RESULT_SAMPLING_FACTOR="10",  # 25 images in all: quick runs
     ) as live:
         yield live
-
-
-def wait_for(what: str, probe, timeout: float, live: LiveDagster):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{live.log_tail()}")
 
 
 def run_times(live: LiveDagster, tags: dict[str, str] | None = None) -> list[dict]:
@@ -86,18 +76,21 @@ def test_after_a_file_host_outage_the_dataset_completes_with_nobody_acting(live)
         by_sensor = {"dagster/sensor_name": SENSOR}
 
         def first_runs_done():
-            runs = [r for r in live.runs(by_sensor) if r["tags"]["dagster/run_key"].startswith("page-")]
+            runs = [r for r in live.runs(by_sensor)
+                    if r["tags"]["dagster/run_key"].startswith("page-")]
             return len(runs) == 3 and all(r["status"] in FINISHED for r in runs) and runs
 
-        first = wait_for("the first tick's three runs to end", first_runs_done, FIRST_RUNS_TIMEOUT, live)
+        first = live.wait_until(
+            "the first tick's three runs to end", first_runs_done, FIRST_RUNS_TIMEOUT
+        )
         assert sorted(r["tags"]["dagster/partition"] for r in first) == PAGES
         assert not any(page_complete(live, page) for page in PAGES)
 
         double.configure(faults={})  # the outage ends; from here on nobody acts
-        wait_for(
+        live.wait_until(
             "every page to be complete",
             lambda: all(page_complete(live, page) for page in PAGES),
-            REPAIRED_TIMEOUT, live,
+            REPAIRED_TIMEOUT,
         )
     finally:
         live.cli("sensor", "stop", "-w", WORKSPACE, SENSOR)
@@ -139,7 +132,7 @@ def test_runs_of_one_page_run_one_after_the_other_and_pages_in_parallel(live):
             return len(started) >= 2 and (started, runs)
 
         # One run holds its search answer; a run of the other page starts meanwhile.
-        started, runs = wait_for("runs of two pages in progress at once", two_started, 120, live)
+        started, runs = live.wait_until("runs of two pages in progress at once", two_started, 120)
         assert sorted(r["tags"]["dagster/partition"] for r in started) == ["0001", "0002"]
         # The second run of page 0002 is still queued behind the first.
         second = [runs[launched[n]] for n in ("a", "b") if runs[launched[n]]["status"] != "STARTED"]

@@ -11,6 +11,7 @@ from nasa_assets.repair import (
     page_health,
     plan_repairs,
 )
+from nasa_assets.settings import repair_policy_from_env, total_hits_drop_share
 
 POLICY = RepairPolicy(backoff_seconds=300, backoff_max_seconds=21600, max_runs_per_tick=5)
 
@@ -104,7 +105,8 @@ def test_a_busy_page_is_never_requested_and_keeps_its_backoff():
 
 
 def test_pages_requested_for_a_change_get_no_repair_run():
-    plan = plan_repairs([PageHealth("0003", "never materialized")], (), {}, 0, POLICY, requested={"0003"})
+    missing = [PageHealth("0003", "never materialized")]
+    plan = plan_repairs(missing, (), {}, 0, POLICY, requested={"0003"})
     assert plan.runs == [] and plan.waiting == {}
 
 
@@ -130,3 +132,32 @@ def test_excluded_pages_are_left_alone():
 def test_backoff_state_round_trips_through_json():
     backoff = Backoff(3, "run-abc", 12.5)
     assert Backoff.from_json(backoff.to_json()) == backoff
+
+
+def test_settings_from_the_environment():
+    assert repair_policy_from_env({}) == RepairPolicy(300, 21600, 5)
+    policy = repair_policy_from_env({
+        "NASA_REPAIR_BACKOFF_SECONDS": "2", "NASA_REPAIR_BACKOFF_MAX_SECONDS": "60",
+        "NASA_REPAIR_MAX_RUNS_PER_TICK": "0", "NASA_REPAIR_SKIP_PAGES": "7, 9-10",
+    })
+    assert policy == RepairPolicy(2, 60, 0, frozenset({"0007", "0009", "0010"}))
+    assert total_hits_drop_share({}) == 0.5
+    assert total_hits_drop_share({"NASA_TOTAL_HITS_DROP_SHARE": "0.25"}) == 0.25
+
+
+@pytest.mark.parametrize("name,value", [
+    ("NASA_REPAIR_BACKOFF_SECONDS", "soon"), ("NASA_REPAIR_BACKOFF_SECONDS", "nan"),
+    ("NASA_REPAIR_BACKOFF_SECONDS", "inf"), ("NASA_REPAIR_BACKOFF_SECONDS", "-1"),
+    ("NASA_REPAIR_BACKOFF_MAX_SECONDS", "inf"), ("NASA_REPAIR_BACKOFF_MAX_SECONDS", "299"),
+    ("NASA_REPAIR_MAX_RUNS_PER_TICK", "1.5"), ("NASA_REPAIR_MAX_RUNS_PER_TICK", "-1"),
+    ("NASA_REPAIR_SKIP_PAGES", "101"), ("NASA_REPAIR_SKIP_PAGES", "x"),
+])
+def test_bad_repair_settings_name_the_variable(name, value):
+    with pytest.raises(ValueError, match=name):
+        repair_policy_from_env({name: value})
+
+
+@pytest.mark.parametrize("value", ["half", "nan", "inf", "1.5", "-0.1"])
+def test_bad_drop_share_names_the_variable(value):
+    with pytest.raises(ValueError, match="NASA_TOTAL_HITS_DROP_SHARE"):
+        total_hits_drop_share({"NASA_TOTAL_HITS_DROP_SHARE": value})

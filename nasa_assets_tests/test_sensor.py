@@ -23,7 +23,7 @@ def nasa_for(double, **overrides) -> NasaApiResource:
     return NasaApiResource(**{**settings, **overrides})
 
 
-def tick(nasa: NasaApiResource, cursor: str | None, sensor=CHANGES_ONLY, instance=None) -> dg.SensorResult:
+def tick(nasa: NasaApiResource, cursor: str | None, sensor=CHANGES_ONLY, instance=None):
     with dg.build_sensor_context(
         cursor=cursor, resources={"nasa": nasa}, definitions=defs, instance=instance
     ) as context:
@@ -265,7 +265,9 @@ def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(nasa_doub
                .run_requests) == 2
 
 
-def test_a_repaired_page_is_forgotten_and_a_new_failure_gets_a_new_run_key(nasa_double, broken_pages):
+def test_a_repaired_page_is_forgotten_and_a_new_failure_gets_a_new_run_key(
+    nasa_double, broken_pages
+):
     nasa, cursor, instance, env = broken_pages
     sensor = repairing(backoff_seconds=0)
     first = tick(nasa, cursor, sensor, instance)
