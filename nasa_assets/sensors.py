@@ -70,8 +70,9 @@ def _observe(
 # -- the cursor: the refresh state (nasa_assets/refresh.py) plus each broken page's backoff -------
 
 
-def read_cursor(cursor: str | None) -> tuple[RefreshState | None, dict[str, Backoff]]:
-    """ValueError for a cursor this version cannot read."""
+def read_cursor(cursor: str | None, warn=None) -> tuple[RefreshState | None, dict[str, Backoff]]:
+    """ValueError for a cursor this version cannot read. Unreadable repair state alone costs only
+    the backoff (``warn`` says so), not a first tick's full refresh."""
     previous = RefreshState.from_cursor(cursor)
     if previous is None:
         return None, {}
@@ -79,7 +80,9 @@ def read_cursor(cursor: str | None) -> tuple[RefreshState | None, dict[str, Back
         repair = json.loads(cursor).get("repair") or {}
         return previous, {str(k): Backoff.from_json(v) for k, v in repair.items()}
     except (ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"unreadable repair state in the cursor ({error})") from None
+        if warn is not None:
+            warn(f"unreadable repair state in the cursor ({error}); backoff starts over")
+        return previous, {}
 
 
 def write_cursor(state: RefreshState, backoff: dict[str, Backoff]) -> str:
@@ -167,7 +170,7 @@ def refresh_sensor(
         materialized, with per-page exponential backoff and a bound on runs per tick.
         """
         try:
-            previous, backoff = read_cursor(context.cursor)
+            previous, backoff = read_cursor(context.cursor, context.log.warning)
         except ValueError as error:
             context.log.warning(f"{error}; starting over as on a first tick")
             previous, backoff = None, {}

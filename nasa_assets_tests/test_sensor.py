@@ -8,9 +8,16 @@ import pytest
 
 from nasa_assets.definitions import defs
 from nasa_assets.jobs import moon_images_job
-from nasa_assets.repair import RepairPolicy
+from nasa_assets.refresh import RefreshState
+from nasa_assets.repair import Backoff, RepairPolicy
 from nasa_assets.resources import NasaApiResource
-from nasa_assets.sensors import interval_seconds, nasa_search_refresh, refresh_sensor
+from nasa_assets.sensors import (
+    interval_seconds,
+    nasa_search_refresh,
+    read_cursor,
+    refresh_sensor,
+    write_cursor,
+)
 from nasa_assets.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env
 
@@ -297,3 +304,14 @@ def test_a_suspicious_drop_requests_no_repair_either(nasa_double, broken_pages):
     result = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
     assert not result.run_requests and "250 -> 0" in skip_message(result)
     assert json.loads(result.cursor)["suspect"] == 0
+
+
+def test_cursor_keeps_the_refresh_state_when_only_the_repair_state_is_unreadable():
+    state = RefreshState(250, generation=2)
+    good = write_cursor(state, {"0002": Backoff(2, "run-1", 10.0)})
+    assert read_cursor(good) == (state, {"0002": Backoff(2, "run-1", 10.0)})
+    bad = json.dumps({**json.loads(good), "repair": {"0002": "junk"}})
+    warnings = []
+    assert read_cursor(bad, warnings.append) == (state, {})
+    assert "backoff starts over" in warnings[0]
+    assert read_cursor(state.to_cursor()) == (state, {})  # written before repairs existed
