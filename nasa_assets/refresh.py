@@ -27,6 +27,12 @@ old last page's items" from "the list shifted under them". "Affected" pages are 
    The fingerprints of the refreshed pages that were not read on this tick are forgotten.
 
 Pages past 100 (the API's 10,000-hit cap) are never requested nor affected.
+
+A sudden drop of ``total_hits`` (to 0, or by more than ``drop_share`` of the old total) is not
+acted on when first seen: one bad answer must not empty the dataset. That tick reads no further
+page, requests nothing and keeps the cursor, only noting the suspicious total (``suspect``). A
+later tick that sees the same total again acts on it as on any change; one that sees another total
+forgets the suspicion.
 """
 
 from __future__ import annotations
@@ -34,14 +40,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_key
 
-CURSOR_VERSION = 2
-# Version 1 cursors (no watched page) are read as version 2 with the watch at page 2.
-READABLE_VERSIONS = (1, 2)
+CURSOR_VERSION = 3
+# Version 1 cursors (no watched page) are read with the watch at page 2; versions 1 and 2 (no
+# suspicious total) with none pending.
+READABLE_VERSIONS = (1, 2, 3)
 FIRST_WATCHED = 2
+# A drop of total_hits by more than this share of the old total waits for a second observation.
+DEFAULT_DROP_SHARE = 0.5
 
 
 def last_page(total_hits: int) -> int:
@@ -81,30 +90,31 @@ class PageSeen:
 
 @dataclass(frozen=True)
 class RefreshState:
-    """The cursor: total_hits and what the pages seen held, the page to watch next, and how many
+    """The cursor: total_hits and what the pages seen held, the page to watch next, how many
     times runs were requested (``generation``, part of every run key so a state seen again is
-    refreshed again)."""
+    refreshed again), and a sudden drop of total_hits seen once and not yet acted on."""
 
     total_hits: int
     pages: dict[int, PageSeen] = field(default_factory=dict)
     generation: int = 0
     watch: int = FIRST_WATCHED
+    suspect: int | None = None
 
     def to_cursor(self) -> str:
-        return json.dumps(
-            {
-                "v": CURSOR_VERSION,
-                "total_hits": self.total_hits,
-                "generation": self.generation,
-                "watch": self.watch,
-                "pages": {
-                    page_key(p): {"count": s.count, "fingerprint": s.fingerprint}
-                    for p, s in sorted(self.pages.items())
-                },
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def to_json(self) -> dict:
+        return {
+            "v": CURSOR_VERSION,
+            "total_hits": self.total_hits,
+            "generation": self.generation,
+            "watch": self.watch,
+            "suspect": self.suspect,
+            "pages": {
+                page_key(p): {"count": s.count, "fingerprint": s.fingerprint}
+                for p, s in sorted(self.pages.items())
             },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        }
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> RefreshState | None:
@@ -113,6 +123,14 @@ class RefreshState:
             return None
         try:
             data = json.loads(cursor)
+        except ValueError as error:
+            raise ValueError(f"unreadable refresh cursor ({error})") from None
+        return cls.from_json(data)
+
+    @classmethod
+    def from_json(cls, data: object) -> RefreshState:
+        """The state from a parsed cursor; ValueError for one this version cannot read."""
+        try:
             version = data.get("v") if isinstance(data, dict) else None
             if version not in READABLE_VERSIONS:
                 raise ValueError(f"cursor version {version!r}")
@@ -120,11 +138,13 @@ class RefreshState:
                 int(key): PageSeen(int(seen["count"]), str(seen["fingerprint"]))
                 for key, seen in data["pages"].items()
             }
+            suspect = data.get("suspect")
             return cls(
                 int(data["total_hits"]),
                 pages,
                 int(data.get("generation", 0)),
                 int(data.get("watch", FIRST_WATCHED)),
+                None if suspect is None else int(suspect),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"unreadable refresh cursor ({error})") from None
@@ -149,12 +169,34 @@ def _next_watch(page: int, total_hits: int) -> int:
     return page + 1 if page + 1 <= last_page(total_hits) else FIRST_WATCHED
 
 
+def sudden_drop(before: int, after: int, drop_share: float = DEFAULT_DROP_SHARE) -> bool:
+    """total_hits fell to 0, or by more than ``drop_share`` of what it was."""
+    return after < before and (after == 0 or before - after > drop_share * before)
+
+
+def unconfirmed_drop(
+    previous: RefreshState | None, total_hits: int, drop_share: float = DEFAULT_DROP_SHARE
+) -> bool:
+    """A sudden drop not seen on the tick before: to be confirmed before anything acts on it."""
+    return (
+        previous is not None
+        and sudden_drop(previous.total_hits, total_hits, drop_share)
+        and previous.suspect != total_hits
+    )
+
+
 def pages_to_check(
-    previous: RefreshState | None, total_hits: int, page1: Sequence[str | None]
+    previous: RefreshState | None,
+    total_hits: int,
+    page1: Sequence[str | None],
+    drop_share: float = DEFAULT_DROP_SHARE,
 ) -> list[int]:
     """The pages to fetch after page 1. With total_hits unchanged: the watched page (one request
-    more; none when everything fits on page 1). Otherwise: the previous last page (when its items
-    are needed to decide) and the current last page (to remember it)."""
+    more; none when everything fits on page 1). After a sudden drop seen for the first time: none.
+    Otherwise: the previous last page (when its items are needed to decide) and the current last
+    page (to remember it)."""
+    if unconfirmed_drop(previous, total_hits, drop_share):
+        return []
     if previous is not None and total_hits == previous.total_hits:
         page = watched_page(previous, total_hits)
         return [] if page is None else [page]
@@ -176,6 +218,7 @@ class Decision:
     affected: list[str]  # partition keys, in order
     state: RefreshState  # the cursor to store
     reason: str  # one line for the tick log / skip reason
+    suspicious: bool = False  # a sudden drop seen once: nothing may act on this tick
 
     def run_key(self, key: str) -> str:
         """Unique per page, observed state and generation: a retried tick cannot request twice."""
@@ -193,12 +236,21 @@ def _span(keys: list[str]) -> str:
 
 
 def decide(
-    previous: RefreshState | None, total_hits: int, fetched: Mapping[int, Sequence[str | None]]
+    previous: RefreshState | None,
+    total_hits: int,
+    fetched: Mapping[int, Sequence[str | None]],
+    drop_share: float = DEFAULT_DROP_SHARE,
 ) -> Decision:
     """The affected pages and the next cursor, from the previous cursor and this tick's pages.
 
     ``fetched`` holds page 1 and the pages `pages_to_check` named, as lists of nasa_ids.
     """
+    if unconfirmed_drop(previous, total_hits, drop_share):
+        state = replace(previous, suspect=total_hits)
+        return Decision([], state, (
+            f"total_hits dropped {previous.total_hits} -> {total_hits}: not acted on until a later "
+            "tick sees it again; cursor kept"
+        ), suspicious=True)
     new_last = last_page(total_hits)
     # Page 1 is always remembered, even empty: with 0 hits it is the only evidence of "no change".
     seen_now = {p: PageSeen.of(ids) for p, ids in fetched.items() if p == 1 or 1 <= p <= new_last}

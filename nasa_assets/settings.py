@@ -7,6 +7,9 @@ from dagster_aws.s3 import S3Resource
 
 from nasa_assets.nasa.renditions import RENDITIONS
 from nasa_assets.nasa.urls import parse_allowed_hosts
+from nasa_assets.partitions import parse_page_range
+from nasa_assets.refresh import DEFAULT_DROP_SHARE
+from nasa_assets.repair import RepairPolicy
 from nasa_assets.resources import (
     DEFAULT_SPLIT_FRACTIONS,
     DatasetSettings,
@@ -117,3 +120,34 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
         "storage": storage,
         "io_manager": ParquetIOManager(storage=storage),
     }
+
+
+# Longest wait between two repairs of a page that can be configured: 30 days.
+MAX_BACKOFF_SECONDS = 30 * 86400
+
+
+def total_hits_drop_share(env: Mapping[str, str]) -> float:
+    """A drop of total_hits by more than this share (or to 0) waits for a second tick."""
+    return _float(env, "NASA_TOTAL_HITS_DROP_SHARE", DEFAULT_DROP_SHARE, low=0, high=1)
+
+
+def repair_policy_from_env(env: Mapping[str, str]) -> RepairPolicy:
+    """How the refresh sensor repairs pages (nasa_assets/repair.py)."""
+    first = _float(env, "NASA_REPAIR_BACKOFF_SECONDS", 300.0, low=0, high=MAX_BACKOFF_SECONDS)
+    cap = _float(env, "NASA_REPAIR_BACKOFF_MAX_SECONDS", 21600.0, low=0, high=MAX_BACKOFF_SECONDS)
+    if cap < first:
+        raise ValueError(
+            f"NASA_REPAIR_BACKOFF_MAX_SECONDS ({cap}) must be at least "
+            f"NASA_REPAIR_BACKOFF_SECONDS ({first})"
+        )
+    skipped = (env.get("NASA_REPAIR_SKIP_PAGES") or "").strip()
+    try:
+        excluded = frozenset(parse_page_range(skipped)) if skipped else frozenset()
+    except ValueError as error:
+        raise ValueError(f"NASA_REPAIR_SKIP_PAGES: {error}") from None
+    return RepairPolicy(
+        backoff_seconds=first,
+        backoff_max_seconds=cap,
+        max_runs_per_tick=_int(env, "NASA_REPAIR_MAX_RUNS_PER_TICK", 5, low=0, high=100),
+        excluded=excluded,
+    )

@@ -168,6 +168,16 @@ class LiveDagster:
             time.sleep(1)
         raise AssertionError(f"run {run_id} still {status} after {timeout} s\n{self.log_tail()}")
 
+    def wait_until(self, what: str, probe, timeout: float):
+        """The first truthy value of probe(), polled every second; fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(1)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.log_tail()}")
+
     def assert_success(self, run_id: str, timeout: float = 180) -> None:
         status = self.wait_for_run(run_id, timeout)
         assert status == "SUCCESS", (
@@ -200,7 +210,7 @@ class LiveDagster:
         return images
 
 
-def _env(home: Path, double: NasaDouble, endpoint: str, bucket: str) -> dict:
+def _env(home: Path, double: NasaDouble, endpoint: str, bucket: str, settings: dict) -> dict:
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("NASA_", "S3_", "DAGSTER_", "AWS_ENDPOINT_URL", "SEARCH_RESULT_",
@@ -218,7 +228,11 @@ def _env(home: Path, double: NasaDouble, endpoint: str, bucket: str) -> dict:
         SEARCH_RESULT_SAMPLING_FACTOR="4",  # about 12 images per full page: quick runs
         DOWNLOAD_CONCURRENCY="8",
         NASA_SENSOR_INTERVAL_SECONDS="5",
+        # The sensor test counts the runs of a change; repairs have their own live test
+        # (test_live_repair.py), which turns them on.
+        NASA_REPAIR_MAX_RUNS_PER_TICK="0",
     )
+    env.update(settings)
     return env
 
 
@@ -262,8 +276,9 @@ def _sigint_not_ignored() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running_dagster(s3_endpoint: str, base: Path) -> Iterator[LiveDagster]:
-    """Start `dagster dev` under `base` (home, working directory, log) and stop it on exit."""
+def running_dagster(s3_endpoint: str, base: Path, **settings: str) -> Iterator[LiveDagster]:
+    """Start `dagster dev` under `base` (home, working directory, log) and stop it on exit;
+    `settings` override the project settings of the processes."""
     home, workdir = base / "dagster_home", base / "cwd"
     home.mkdir()
     workdir.mkdir()
@@ -275,8 +290,8 @@ def running_dagster(s3_endpoint: str, base: Path) -> Iterator[LiveDagster]:
 
     double = NasaDouble(total_hits=TOTAL_HITS).start()
     port = free_port()
-    live = LiveDagster(port, home, workdir, _env(home, double, s3_endpoint, bucket), double, bucket, s3,
-                       base / "dagster-dev.log")
+    env = _env(home, double, s3_endpoint, bucket, settings)
+    live = LiveDagster(port, home, workdir, env, double, bucket, s3, base / "dagster-dev.log")
     with open(live.log_path, "wb") as log, _sigint_not_ignored():
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-w", WORKSPACE,

@@ -327,6 +327,9 @@ def test_instance_file_uses_only_the_current_concurrency_keys(path):
         "max_concurrent_runs", "tag_concurrency_limits", "block_op_concurrency_limited_runs"}
     assert raw["concurrency"]["pools"]["granularity"] == "op"
     assert raw["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+    # One run per page at a time.
+    assert raw["concurrency"]["runs"]["tag_concurrency_limits"] == [
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
 
 
 def test_ecs_instance_file_is_the_base_one_plus_the_ecs_run_launcher():
@@ -380,7 +383,8 @@ def test_helm_instance_settings_match_deploy_dagster_yaml():
     assert values["concurrency"] == {
         "enabled": True,
         "pools": {"defaultLimit": pools["default_limit"], "granularity": pools["granularity"]},
-        "runs": {"maxConcurrentRuns": runs["max_concurrent_runs"]},
+        "runs": {"maxConcurrentRuns": runs["max_concurrent_runs"],
+                 "tagConcurrencyLimits": runs["tag_concurrency_limits"]},
     }
     daemon = values["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"

@@ -9,7 +9,7 @@ import pytest
 
 from nasa_assets.card import schema_table, type_name
 from nasa_assets.sensors import interval_seconds
-from nasa_assets.settings import resources_from_env
+from nasa_assets.settings import repair_policy_from_env, resources_from_env, total_hits_drop_share
 from nasa_assets.tables import SCHEMAS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,12 @@ PAGES = [ROOT / "README.md", ROOT / "deploy" / "README.md", *DOCS]
 READ_BY_BOTO3 = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 # Every function that turns environment variables into settings; a setting read elsewhere makes
 # test_every_documented_setting_is_read_by_a_known_reader fail until its reader is added here.
-READERS = {"resources_from_env": resources_from_env, "interval_seconds": interval_seconds}
+READERS = {
+    "resources_from_env": resources_from_env,
+    "interval_seconds": interval_seconds,
+    "total_hits_drop_share": total_hits_drop_share,
+    "repair_policy_from_env": repair_policy_from_env,
+}
 # An environment with a bucket, so that the S3 settings are read too.
 BASES = ({}, {"S3_BUCKET_NAME": "doc-check-bucket"})
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")

@@ -74,16 +74,6 @@ def _cursor_for_current_results(double) -> str:
     return decide(None, len(ids), fetched).state.to_cursor()
 
 
-def _wait(what: str, probe, timeout: float, live):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{live.log_tail()}")
-
-
 def test_sensor_requests_runs_for_the_affected_pages_through_the_daemon(live_dagster):
     double = live_dagster.double
     assert double.total_hits == 250
@@ -97,11 +87,11 @@ def test_sensor_requests_runs_for_the_affected_pages_through_the_daemon(live_dag
     live_dagster.cli("sensor", "start", "-w", WORKSPACE, SENSOR)
     try:
         tags = {"dagster/sensor_name": SENSOR}
-        runs = _wait(
+        runs = live_dagster.wait_until(
             "two sensor runs to finish",
             lambda: (r := live_dagster.runs(tags)) and len(r) >= 2
             and all(x["status"] in ("SUCCESS", "FAILURE", "CANCELED") for x in r) and r,
-            240, live_dagster,
+            240,
         )
         for run in runs:
             assert run["status"] == "SUCCESS", (run, live_dagster.run_errors(run["run_id"]))
@@ -110,12 +100,12 @@ def test_sensor_requests_runs_for_the_affected_pages_through_the_daemon(live_dag
                    for r in runs)
 
         # The next tick sees the same results: it skips, and no further run is requested.
-        skipped = _wait(
+        skipped = live_dagster.wait_until(
             "a tick that finds no change",
             lambda: [t for t in _ticks(live_dagster)["ticks"]
                      if t["status"] == "SKIPPED" and t["timestamp"] > started
                      and "no change" in (t["skipReason"] or "")],
-            60, live_dagster,
+            60,
         )
         assert "310 hits" in skipped[0]["skipReason"]
         assert len(live_dagster.runs(tags)) == 2

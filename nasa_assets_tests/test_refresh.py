@@ -2,12 +2,15 @@
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nasa_assets.refresh import (
+    DEFAULT_DROP_SHARE,
+    Decision,
     PageSeen,
     RefreshState,
     decide,
@@ -15,6 +18,7 @@ from nasa_assets.refresh import (
     item_ids,
     last_page,
     pages_to_check,
+    sudden_drop,
 )
 
 
@@ -26,15 +30,22 @@ def page_of(items: list[str], page: int) -> list[str]:
     return items[(page - 1) * 100 : page * 100]
 
 
-def tick(items: list[str], previous: RefreshState | None, requests: list | None = None):
+def tick(items: list[str], previous: RefreshState | None, requests: list | None = None,
+         drop_share: float = DEFAULT_DROP_SHARE):
     """What the sensor does against a search API holding `items` (capped at 10,000)."""
     requests = [] if requests is None else requests
     requests.append(1)
     fetched = {1: page_of(items, 1)}
-    for page in pages_to_check(previous, len(items), fetched[1]):
+    for page in pages_to_check(previous, len(items), fetched[1], drop_share):
         requests.append(page)
         fetched[page] = page_of(items, page)
-    return decide(previous, len(items), fetched)
+    return decide(previous, len(items), fetched, drop_share)
+
+
+def settled(items: list[str], previous: RefreshState | None) -> Decision:
+    """The decision once the results are confirmed: a sudden drop is acted on at its second tick."""
+    decision = tick(items, previous)
+    return tick(items, decision.state) if decision.suspicious else decision
 
 
 def changed_pages(before: list[str], after: list[str]) -> set[str]:
@@ -67,8 +78,8 @@ def test_cursor_round_trips_and_is_versioned_json():
     )
     cursor = state.to_cursor()
     data = json.loads(cursor)
-    assert data["v"] == 2 and data["total_hits"] == 250 and data["generation"] == 4
-    assert data["watch"] == 3
+    assert data["v"] == 3 and data["total_hits"] == 250 and data["generation"] == 4
+    assert data["watch"] == 3 and data["suspect"] is None
     assert data["pages"]["0003"] == {"count": 2, "fingerprint": fingerprint(["b", "c"])}
     assert RefreshState.from_cursor(cursor) == state
     assert RefreshState.from_cursor(None) is None
@@ -81,7 +92,7 @@ def test_a_version_1_cursor_is_read_with_the_watch_at_page_2():
     assert RefreshState.from_cursor(v1) == RefreshState(250, {1: PageSeen.of(["a"])}, 3, watch=2)
 
 
-@pytest.mark.parametrize("bad", ["not json", "[]", '{"v": 3, "total_hits": 1, "pages": {}}',
+@pytest.mark.parametrize("bad", ["not json", "[]", '{"v": 4, "total_hits": 1, "pages": {}}',
                                  '{"v": 1}', '{"v": 1, "total_hits": 3, "pages": {"x": {}}}'])
 def test_unreadable_cursor_is_a_value_error(bad):
     with pytest.raises(ValueError, match="unreadable refresh cursor"):
@@ -109,8 +120,8 @@ def test_no_hits_tick_after_tick_requests_nothing():
         assert decision.affected == [] and "no change" in decision.reason
         state = decision.state
     assert state.generation == 0
-    # Results that drop to nothing re-materialize the old pages once, then settle.
-    gone = tick([], tick(corpus(250), None).state)
+    # Results that drop to nothing (confirmed) re-materialize the old pages once, then settle.
+    gone = settled([], tick(corpus(250), None).state)
     assert gone.affected == ["0001", "0002", "0003"]
     assert tick([], gone.state).affected == []
 
@@ -268,6 +279,70 @@ def test_every_changed_page_is_affected_when_the_total_changes(size, op, where, 
         after = before[:at] + before[at + count :]
     if len(after) == len(before):
         return
-    decision = tick(after, tick(before, None).state)
+    decision = settled(after, tick(before, None).state)
     assert changed_pages(before, after) <= set(decision.affected)
     assert decision.affected == sorted(decision.affected)
+
+
+# -- a sudden drop of total_hits is confirmed before anything acts on it ---------------------
+
+
+@pytest.mark.parametrize("before,after,share,sudden", [
+    (250, 0, 0.5, True), (250, 124, 0.5, True), (250, 125, 0.5, False), (250, 240, 0.5, False),
+    (250, 300, 0.5, False), (250, 249, 0.0, True), (250, 1, 1.0, False), (250, 0, 1.0, True),
+    (0, 0, 0.5, False),
+])
+def test_sudden_drop(before, after, share, sudden):
+    assert sudden_drop(before, after, share) is sudden
+
+
+def test_a_sudden_drop_waits_for_a_second_observation():
+    items = corpus(250)
+    state = tick(items, None).state
+    requests: list = []
+    first = tick([], state, requests)
+    assert first.suspicious and first.affected == [] and requests == [1]  # page 1 only
+    assert "250 -> 0" in first.reason and "later tick" in first.reason
+    # Everything but the suspicious total is kept.
+    assert first.state == replace(state, suspect=0)
+    assert RefreshState.from_cursor(first.state.to_cursor()) == first.state
+    second = tick([], first.state)
+    assert not second.suspicious and second.affected == ["0001", "0002", "0003"]
+    assert second.state.total_hits == 0 and second.state.suspect is None
+
+
+def test_the_old_total_seen_again_forgets_the_suspicion():
+    items = corpus(250)
+    state = tick(items, None).state
+    suspicious = tick(items[:100], state)
+    assert suspicious.suspicious and suspicious.state.suspect == 100
+    again = tick(items, suspicious.state)
+    assert again.affected == [] and "no change" in again.reason
+    assert again.state.suspect is None and again.state.generation == state.generation
+    # The forgotten drop needs two observations again.
+    assert tick(items[:100], again.state).suspicious
+
+
+def test_a_different_drop_on_the_next_tick_is_suspicious_again():
+    items = corpus(250)
+    state = tick(items, None).state
+    first = tick(items[:100], state)
+    other = tick(items[:10], first.state)
+    assert other.suspicious and other.state.suspect == 10 and other.affected == []
+    assert tick(items[:10], other.state).affected == ["0001", "0002", "0003"]
+
+
+def test_a_drop_within_the_share_is_acted_on_at_once():
+    items = corpus(250)
+    state = tick(items, None).state
+    decision = tick(items[:150], state)  # 40 % fewer hits: under the default share of 50 %
+    assert not decision.suspicious and decision.affected == ["0002", "0003"]
+    assert tick(items[:150], state, drop_share=0.3).suspicious
+
+
+def test_version_2_cursors_are_read_with_no_suspicion():
+    v2 = json.dumps({"v": 2, "total_hits": 250, "generation": 3, "watch": 3,
+                     "pages": {"0001": {"count": 1, "fingerprint": fingerprint(["a"])}}})
+    state = RefreshState.from_cursor(v2)
+    assert state == RefreshState(250, {1: PageSeen.of(["a"])}, generation=3, watch=3)
+    assert state.suspect is None

@@ -7,8 +7,22 @@ import dagster as dg
 import pytest
 
 from nasa_assets.definitions import defs
+from nasa_assets.jobs import moon_images_job
+from nasa_assets.refresh import RefreshState
+from nasa_assets.repair import Backoff, RepairPolicy
 from nasa_assets.resources import NasaApiResource
-from nasa_assets.sensors import interval_seconds, nasa_search_refresh
+from nasa_assets.sensors import (
+    interval_seconds,
+    nasa_search_refresh,
+    read_cursor,
+    refresh_sensor,
+    write_cursor,
+)
+from nasa_assets.settings import resources_from_env
+from nasa_assets_tests.helpers import PAGE_ASSETS, local_env
+
+# The change detection alone (repairs off: they read the instance; see the repair tests below).
+CHANGES_ONLY = refresh_sensor(policy=RepairPolicy(max_runs_per_tick=0))
 
 
 def nasa_for(double, **overrides) -> NasaApiResource:
@@ -16,15 +30,17 @@ def nasa_for(double, **overrides) -> NasaApiResource:
     return NasaApiResource(**{**settings, **overrides})
 
 
-def tick(nasa: NasaApiResource, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(cursor=cursor, resources={"nasa": nasa}, definitions=defs) as context:
-        return nasa_search_refresh(context)
+def tick(nasa: NasaApiResource, cursor: str | None, sensor=CHANGES_ONLY, instance=None):
+    with dg.build_sensor_context(
+        cursor=cursor, resources={"nasa": nasa}, definitions=defs, instance=instance
+    ) as context:
+        return sensor(context)
 
 
 def evaluate(nasa: NasaApiResource, cursor: str | None):
     """What the daemon receives: run requests resolved against the job, and the cursor to store."""
     with dg.build_sensor_context(cursor=cursor, resources={"nasa": nasa}, definitions=defs) as context:
-        return nasa_search_refresh.evaluate_tick(context)
+        return CHANGES_ONLY.evaluate_tick(context)
 
 
 def pages(result: dg.SensorResult) -> list[str]:
@@ -61,7 +77,7 @@ def test_first_tick_requests_the_pages_that_exist(nasa_double):
     assert pages(result) == ["0001", "0002", "0003"]
     assert len({r.run_key for r in result.run_requests}) == 3
     cursor = json.loads(result.cursor)
-    assert cursor["v"] == 2 and cursor["total_hits"] == 250
+    assert cursor["v"] == 3 and cursor["total_hits"] == 250 and cursor["repair"] == {}
     assert sorted(cursor["pages"]) == ["0001", "0003"]
     assert nasa_double.counts["search"] == 2
 
@@ -176,7 +192,7 @@ def test_unreachable_api_skips_without_leaking_the_key(nasa_double, started):
 def test_an_unreadable_cursor_starts_over(nasa_double):
     result = tick(nasa_for(nasa_double), '{"v": 99}')
     assert pages(result) == ["0001", "0002", "0003"]
-    assert json.loads(result.cursor)["v"] == 2
+    assert json.loads(result.cursor)["v"] == 3
 
 
 def test_a_struggling_api_costs_a_tick_one_retry_at_most(nasa_double):
@@ -187,3 +203,115 @@ def test_a_struggling_api_costs_a_tick_one_retry_at_most(nasa_double):
     result = tick(nasa, None)
     assert "NASA search API failed" in skip_message(result)
     assert nasa_double.counts["search"] == 2
+
+
+# -- repairs, read from a real instance ----------------------------------------------------------
+
+
+def run_pages(env: dict, instance, *keys: str) -> dict[str, str]:
+    """Runs of moon_images_job (in process, one per page) against `env`; page -> run status."""
+    job = dg.Definitions(
+        assets=PAGE_ASSETS, jobs=[moon_images_job], resources=resources_from_env(env)
+    ).resolve_job_def("moon_images_job")
+    return {
+        key: job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        .dagster_run.status.value
+        for key in keys
+    }
+
+
+@pytest.fixture
+def broken_pages(nasa_double, tmp_path):
+    """An instance where page 0001's images failed, page 0002's run failed and 0003 never ran;
+    with the resource and the cursor of a first tick (so no page counts as changed)."""
+    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="0", SEARCH_RESULT_SAMPLING_FACTOR="10")
+    nasa = nasa_for(nasa_double)
+    cursor = tick(nasa, None).cursor
+    with dg.instance_for_test() as instance:
+        nasa_double.faults = {"always": {"image": "503"}}
+        run_pages(env, instance, "0001")
+        nasa_double.faults = {"always": {"search": "500", "image": "503"}}
+        assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
+        nasa_double.faults = {}
+        nasa_double.reset_counts()
+        yield nasa, cursor, instance, env
+
+
+def repairing(**policy) -> dg.SensorDefinition:
+    return refresh_sensor(policy=RepairPolicy(**policy))
+
+
+def test_repairs_start_with_the_pages_that_never_ran_and_wait_for_the_failed_ones(
+    nasa_double, broken_pages
+):
+    nasa, cursor, instance, _ = broken_pages
+    result = tick(nasa, cursor, repairing(backoff_seconds=300), instance)
+    assert [(r.partition_key, r.run_key, r.tags) for r in result.run_requests] == [
+        ("0003", "repair-0003-a0-new",
+         {"nasa/repair": "never materialized", "nasa/repair_attempt": "0"}),
+    ]
+    backoff = json.loads(result.cursor)["repair"]
+    assert sorted(backoff) == ["0001", "0002"] and {b[0] for b in backoff.values()} == {1}
+    assert nasa_double.counts["search"] <= 2  # the instance answers the rest
+
+
+def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(nasa_double, broken_pages):
+    nasa, cursor, instance, _ = broken_pages
+    last = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.run_id
+            for r in instance.get_run_records()}
+    result = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
+    requests = {r.partition_key: r for r in result.run_requests}
+    assert sorted(requests) == ["0001", "0002", "0003"]
+    assert requests["0001"].tags["nasa/repair"].endswith(" failed images")
+    assert requests["0002"].tags["nasa/repair"] == "last run FAILURE"
+    assert requests["0002"].run_key == f"repair-0002-a1-{last['0002'][:8]}"
+    # A tick retried with the same cursor asks for the same runs (the daemon drops repeats).
+    again = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in result.run_requests]
+    assert len(tick(nasa, cursor, repairing(backoff_seconds=0, max_runs_per_tick=2), instance)
+               .run_requests) == 2
+
+
+def test_a_repaired_page_is_forgotten_and_a_new_failure_gets_a_new_run_key(
+    nasa_double, broken_pages
+):
+    nasa, cursor, instance, env = broken_pages
+    sensor = repairing(backoff_seconds=0)
+    first = tick(nasa, cursor, sensor, instance)
+    assert run_pages(env, instance, "0001", "0003") == {"0001": "SUCCESS", "0003": "SUCCESS"}
+    nasa_double.faults = {"always": {"search": "500"}}
+    assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
+    nasa_double.faults = {}
+    second = tick(nasa, first.cursor, sensor, instance)
+    (request,) = second.run_requests
+    assert request.partition_key == "0002" and request.tags["nasa/repair_attempt"] == "2"
+    assert request.run_key not in {r.run_key for r in first.run_requests}
+    assert sorted(json.loads(second.cursor)["repair"]) == ["0002"]
+
+
+def test_nothing_to_repair_skips_with_the_reason(nasa_double, broken_pages):
+    nasa, cursor, instance, env = broken_pages
+    run_pages(env, instance, "0001", "0002", "0003")
+    result = tick(nasa, cursor, repairing(), instance)
+    assert not result.run_requests
+    assert skip_message(result).endswith("no page needs repair")
+    assert json.loads(result.cursor)["repair"] == {}
+
+
+def test_a_suspicious_drop_requests_no_repair_either(nasa_double, broken_pages):
+    nasa, cursor, instance, _ = broken_pages
+    nasa_double.total_hits = 0
+    result = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
+    assert not result.run_requests and "250 -> 0" in skip_message(result)
+    assert json.loads(result.cursor)["suspect"] == 0
+
+
+def test_cursor_keeps_the_refresh_state_when_only_the_repair_state_is_unreadable():
+    state = RefreshState(250, generation=2)
+    good = write_cursor(state, {"0002": Backoff(2, "run-1", 10.0)})
+    assert read_cursor(good) == (state, {"0002": Backoff(2, "run-1", 10.0)})
+    bad = json.dumps({**json.loads(good), "repair": {"0002": "junk"}})
+    warnings = []
+    assert read_cursor(bad, warnings.append) == (state, {})
+    assert "backoff starts over" in warnings[0]
+    assert read_cursor(state.to_cursor()) == (state, {})  # written before repairs existed
