@@ -52,9 +52,39 @@ def test_bucket_switches_to_s3_and_key_is_an_env_var(monkeypatch):
     ("NASA_API_RATE_LIMIT_PER_HOUR", "0"), ("DOWNLOAD_CONCURRENCY", "0"), ("DOWNLOAD_CONCURRENCY", "1000"),
     ("MAX_IMAGE_BYTES", "0"), ("NASA_READ_TIMEOUT", "0"), ("NASA_MAX_RETRIES", "-1"),
     ("NASA_IMAGE_RENDITION", "huge"), ("NASA_ALLOWED_HOSTS", "images-assets.nasa.gov:https"),
-    ("NASA_ALLOWED_HOSTS", " , "),
+    ("NASA_ALLOWED_HOSTS", " , "), ("NASA_ALLOWED_HOSTS", "[::1]:x"), ("NASA_DOWNLOAD_TIMEOUT", "0"),
+    ("NASA_DOWNLOAD_TIMEOUT", "soon"), ("NASA_FILE_HOST_PAUSE_SECONDS", "-1"),
+    ("NASA_FILE_HOST_PAUSE_SECONDS", "7200"),
 ])
 def test_bad_settings_are_refused_at_load_naming_the_variable(name, value):
     # At load, not mid-run: the code location does not start, and the message names what to fix.
     with pytest.raises(ValueError, match=name):
         resources_from_env({name: value})
+
+
+FLOAT_SETTINGS = ["NASA_READ_TIMEOUT", "NASA_DOWNLOAD_TIMEOUT", "NASA_FILE_HOST_PAUSE_SECONDS",
+                  "MAX_REJECTED_FRACTION", "MAX_FAILED_FRACTION"]
+
+
+def test_every_float_setting_is_in_the_list_below():
+    import inspect
+    import re
+
+    from nasa_assets import settings
+
+    assert sorted(re.findall(r'_float\(env, "(\w+)"', inspect.getsource(settings))) == sorted(FLOAT_SETTINGS)
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", " NaN "])
+def test_float_settings_refuse_inf_and_nan_naming_the_variable(name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number"):
+        resources_from_env({name: value})
+
+
+def test_new_limits_reach_the_client():
+    client = resources_from_env({"NASA_DOWNLOAD_TIMEOUT": "12.5", "NASA_FILE_HOST_PAUSE_SECONDS": "0"})["nasa"].client()
+    assert client.download_timeout == 12.5 and client.new_breaker().pause == 0
+    defaults = resources_from_env({})["nasa"]
+    assert (defaults.download_timeout, defaults.file_host_pause) == (600.0, 30.0)
+    assert defaults.probe_client().download_timeout == 20.0  # a sensor tick stays short
