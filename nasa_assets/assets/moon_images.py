@@ -167,7 +167,8 @@ def moon_images(
     def known_row(page, entry) -> dict | None:
         """The row of an image an earlier table describes and storage still holds: no request."""
         facts, source = known.get(entry["image_key"], (None, None))
-        if facts is None or source != upgraded(entry["image_url"]) or existing.get(entry["image_key"]) != facts.bytes:
+        if (facts is None or source != upgraded(entry["image_url"])
+                or existing.get(entry["image_key"]) != facts.bytes):
             return None
         progress.add(page, "already_stored")
         return _row(entry, "already_stored", facts, uri=store.uri(entry["image_key"]))

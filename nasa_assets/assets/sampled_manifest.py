@@ -91,7 +91,8 @@ def sampled_manifest(
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
         earlier = _earlier_choices(pool, store, list(pages))
         resolved = iter(_resolve_renditions(
-            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition, breaker
+            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition,
+            breaker,
         ))
     frames, per_page, all_rejected, looked_up = {}, {}, [], 0
     for key, rows in pages.items():

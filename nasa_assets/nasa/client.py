@@ -168,7 +168,9 @@ class NasaClient:
         """Sleep before retry number attempt + 1 of something larger than one request."""
         self._sleep(self._delay(attempt))
 
-    def iter_body(self, response: requests.Response, limit: int | None = None, breaker: Breaker | None = None):
+    def iter_body(
+        self, response: requests.Response, limit: int | None = None, breaker: Breaker | None = None
+    ):
         """A streamed body in chunks as they arrive. Raises DeadlineExceeded once the request is
         older than download_timeout: a body trickling in never trips the per-read timeout, so the
         whole response is bounded here. FetchError when the body exceeds `limit` bytes."""
@@ -179,7 +181,9 @@ class NasaClient:
         size = 0
         while True:
             if time.monotonic() > deadline:
-                raise DeadlineExceeded(f"download took longer than NASA_DOWNLOAD_TIMEOUT={self.download_timeout:g} s")
+                raise DeadlineExceeded(
+                    f"download took longer than NASA_DOWNLOAD_TIMEOUT={self.download_timeout:g} s"
+                )
             try:
                 # read1: whatever arrived, after at most one read timeout, so the deadline is seen.
                 chunk = response.raw.read1(CHUNK, decode_content=True)
@@ -260,8 +264,10 @@ class NasaClient:
                         # of the step's requests once instead, and without one the attempt ends.
                         response.close()
                         if breaker is None:
-                            raise FetchError(f"HTTP {status} asking to retry after {hinted:.0f} s, longer "
-                                             f"than the {self.max_backoff:g} s this client waits", transient=True)
+                            raise FetchError(
+                                f"HTTP {status} asking to retry after {hinted:.0f} s, longer than the "
+                                f"{self.max_backoff:g} s this client waits", transient=True,
+                            )
                         breaker.trip()
                         last_problem = f"HTTP {status}"
                         continue
