@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 import requests
 from PIL import Image
 
-from nasa_assets.nasa.client import TRANSIENT_ERRORS, FetchError, NasaClient
+from nasa_assets.nasa.breaker import UNAVAILABLE, Breaker
+from nasa_assets.nasa.client import TRANSIENT_ERRORS, DeadlineExceeded, FetchError, NasaClient
 from nasa_assets.storage import ObjectStore
 
-CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger bodies go to a temporary file while downloading
 HEADER_PROBES = (64 * 1024, 512 * 1024, 4 * 1024 * 1024)  # where EXIF-heavy JPEGs put their SOF
 MAX_PIXELS = 200_000_000  # a NASA original is at most ~100 MP; beyond this it is a decompression bomb
@@ -55,6 +55,99 @@ class ImageFacts:
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def truncation(first: bytes, whole_file, size: int) -> str | None:
+    """Why a GIF, WebP or TIFF file of `size` bytes is cut short, or None (complete, or another
+    format). `first` is its first 16 bytes, `whole_file` a seekable copy; JPEG and PNG are judged by
+    their end markers instead. Reads only block headers and directories, never pixels."""
+    if first[:4] == b"RIFF" and first[8:12] == b"WEBP":
+        declared = int.from_bytes(first[4:8], "little") + 8  # RIFF states its own size
+        return f"WEBP data is truncated ({size} of {declared} bytes)" if size < declared else None
+    if first[:6] in (b"GIF87a", b"GIF89a"):
+        whole_file.seek(0)
+        return None if _gif_reaches_trailer(whole_file) else "GIF data is truncated (ends before its trailer)"
+    if first[:4] in _TIFF_MAGIC:
+        directory = int.from_bytes(first[4:8], "little" if first[:2] == b"II" else "big")
+        # libtiff writes the directory (and the values it points to) last: a cut file lacks them
+        if _tiff_directory_end(whole_file, directory, "little" if first[:2] == b"II" else "big") > size:
+            return f"TIFF data is truncated ({size} bytes, its directory runs past the end)"
+        whole_file.seek(0)
+        end = _tiff_data_end(whole_file)
+        if end is not None and end > size:
+            return f"TIFF data is truncated ({size} bytes, its image data runs to byte {end})"
+    return None
+
+
+def _gif_reaches_trailer(f) -> bool:
+    """Walks a GIF's blocks (sub-block lengths only) to its trailer; False when the file ends first."""
+
+    def skip_table(flags: int) -> None:
+        if flags & 0x80:
+            f.seek(3 * 2 ** ((flags & 7) + 1), 1)
+
+    def skip_sub_blocks() -> bool:
+        while (length := f.read(1)) and length[0]:
+            f.seek(length[0], 1)
+        return bool(length)
+
+    screen = f.read(13)
+    if len(screen) < 13:
+        return False
+    skip_table(screen[10])
+    while block := f.read(1):
+        if block == b";":
+            return True
+        if block == b"!":  # extension: a label, then sub-blocks
+            if not f.read(1) or not skip_sub_blocks():
+                return False
+        elif block == b",":  # image: descriptor, optional colour table, LZW code size, sub-blocks
+            descriptor = f.read(9)
+            if len(descriptor) < 9:
+                return False
+            skip_table(descriptor[8])
+            if not f.read(1) or not skip_sub_blocks():
+                return False
+        else:
+            return True  # bytes after the last image that are no block: not ours to judge
+    return False
+
+
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def _tiff_directory_end(f, directory: int, order: str) -> int:
+    """Where the first directory of a classic TIFF ends, with the values its entries point to."""
+    f.seek(directory)
+    raw = f.read(2)
+    if len(raw) < 2:
+        return directory + 2 + 4  # past the end in any case
+    entries = int.from_bytes(raw, order)
+    end = directory + 2 + 12 * entries + 4
+    table = f.read(12 * entries)
+    for i in range(0, len(table) - 11, 12):
+        kind, count = int.from_bytes(table[i + 2:i + 4], order), int.from_bytes(table[i + 4:i + 8], order)
+        length = count * _TIFF_TYPE_SIZES.get(kind, 1)
+        if length > 4:  # stored elsewhere, at the offset the entry gives
+            end = max(end, int.from_bytes(table[i + 8:i + 12], order) + length)
+    return end
+
+
+def _tiff_data_end(f) -> int | None:
+    """Where the first image's strips or tiles end, from its directory; None if not readable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged directory is judged here, not warned about
+            with Image.open(f) as image:
+                tags = image.tag_v2
+                offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
+    except Exception:
+        return None
+    if offsets is None or counts is None:
+        return None
+    offsets = (offsets,) if isinstance(offsets, int) else offsets
+    counts = (counts,) if isinstance(counts, int) else counts
+    return max((o + c for o, c in zip(offsets, counts)), default=None)
 
 
 def read_header(head) -> tuple[int, int, str] | None:
@@ -154,6 +247,7 @@ class ImageMeter:
         self._probe = 0
         self._jpeg = JpegFrameScanner()
         self._tail = b""
+        self._first = b""  # the magic bytes, kept after the head is dropped
         self.header: tuple[int, int, str] | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -161,6 +255,8 @@ class ImageMeter:
         if self.size > self.max_bytes:
             raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({self.max_bytes} bytes)")
         self._hash.update(chunk)
+        if len(self._first) < 16:
+            self._first += chunk[: 16 - len(self._first)]
         self._tail = bytes(chunk[-TAIL_BYTES:]) if len(chunk) >= TAIL_BYTES else (self._tail + chunk)[-TAIL_BYTES:]
         if self.header is None:
             self._jpeg.feed(chunk)
@@ -195,8 +291,8 @@ class ImageMeter:
 
     def finish(self, whole_file=None) -> ImageFacts:
         """The facts, once every chunk was fed. ``whole_file`` (a seekable copy of the bytes) is
-        read only for a TIFF whose directory lies past the head, as libtiff writes compressed
-        ones: Pillow seeks to it and decodes no pixels."""
+        read for a TIFF whose directory lies past the head, as libtiff writes compressed ones
+        (Pillow seeks to it and decodes no pixels), and to tell a cut-short GIF, WebP or TIFF."""
         if self.header is None and self._jpeg.size:
             self._jpeg_header()
         if self.header is None and self._head:
@@ -204,6 +300,8 @@ class ImageMeter:
         if self.header is None and whole_file is not None and bytes(self._head[:4]) in _TIFF_MAGIC:
             whole_file.seek(0)
             self.header = read_header(whole_file)
+        if whole_file is not None and (cut := truncation(self._first, whole_file, self.size)):
+            raise ImageRejected(cut)
         if self.header is None:
             raise ImageRejected("not a decodable image")
         width, height, fmt = self.header
@@ -239,21 +337,27 @@ def sha256_of(chunks) -> str:
 
 
 def download_to_store(
-    client: NasaClient, store: ObjectStore, url: str, key: str, max_bytes: int, attempts: int = 3
+    client: NasaClient, store: ObjectStore, url: str, key: str, max_bytes: int, attempts: int = 3,
+    breaker: Breaker | None = None,
 ) -> ImageFacts:
     """Download `url` into `store` under `key`; nothing is stored unless the whole file arrived
     and passed validation.
 
     A transfer that breaks off mid-body (reset, stall past the read timeout, fewer bytes than
-    Content-Length) is retried from the start, at most `attempts` times, after the client's
-    backoff with jitter. Errors before the body (HTTP 429/5xx, no connection) were already
-    retried by the client and are final here, so retries do not multiply."""
+    Content-Length, longer than the client's download_timeout) is retried from the start, at most
+    `attempts` times, after the client's backoff with jitter. Errors before the body (HTTP 429/5xx,
+    no connection) were already retried by the client and are final here, so retries do not
+    multiply. `breaker`, shared by a step's downloads, stops them when the host is down."""
     problem = ""
     for attempt in range(attempts):
         if attempt:
+            if breaker is not None and breaker.down:
+                raise FetchError(UNAVAILABLE)
             client.pause(attempt - 1)
         try:
-            return _download_once(client, store, url, key, max_bytes)
+            return _download_once(client, store, url, key, max_bytes, breaker)
+        except DeadlineExceeded as error:
+            problem = str(error)
         except TRANSIENT_ERRORS as error:
             problem = f"transfer interrupted ({type(error).__name__})"
         except requests.RequestException as error:  # its message may carry the URL
@@ -261,17 +365,18 @@ def download_to_store(
     raise FetchError(f"{problem}; gave up after {attempts} attempts", transient=True)
 
 
-def _download_once(client, store, url, key, max_bytes) -> ImageFacts:
-    response = client.open_file(url)
+def _download_once(client, store, url, key, max_bytes, breaker) -> ImageFacts:
+    response = client.open_file(url, breaker)
     with response:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        declared = response.headers.get("Content-Length", "").strip()
+        declared = int(declared) if declared.isascii() and declared.isdigit() else None
+        if declared is not None and declared > max_bytes:
             raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({declared} > {max_bytes} bytes)")
         meter = ImageMeter(max_bytes)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            if declared.isdigit() and int(declared) > SPOOL_IN_MEMORY:
+            if declared is not None and declared > SPOOL_IN_MEMORY:
                 spool.rollover()  # straight to disk: no 4 MB buffer per stream, no copy at rollover
-            for chunk in response.iter_content(CHUNK):
+            for chunk in client.iter_body(response, breaker=breaker):
                 meter.feed(chunk)
                 spool.write(chunk)
             facts = meter.finish(whole_file=spool)

@@ -23,6 +23,10 @@ class NasaApiResource(dg.ConfigurableResource):
     rate_limit_per_hour: int = Field(1000, description="Client-side budget of API requests.")
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    download_timeout: float = Field(600.0, description="Seconds one request may take, whole body.")
+    file_host_pause: float = Field(
+        30.0, description="Seconds a step pauses its file-host requests after repeated failures."
+    )
     max_retries: int = Field(4, description="Retries of 429/5xx/connection errors, with backoff.")
     pool_size: int = Field(16, description="Pooled connections; match DOWNLOAD_CONCURRENCY.")
 
@@ -36,9 +40,11 @@ class NasaApiResource(dg.ConfigurableResource):
     def probe_client(self) -> NasaClient:
         """A client for sensor ticks: one retry and short timeouts, so a struggling API makes
         the tick skip well within the daemon's sensor timeout instead of timing it out."""
-        return self._new_client(min(self.read_timeout, 10.0), min(self.max_retries, 1), max_backoff=5.0)
+        return self._new_client(min(self.read_timeout, 10.0), min(self.max_retries, 1), max_backoff=5.0,
+                                download_timeout=min(self.download_timeout, 20.0))
 
-    def _new_client(self, read_timeout: float, max_retries: int, max_backoff: float = 30.0) -> NasaClient:
+    def _new_client(self, read_timeout: float, max_retries: int, max_backoff: float = 30.0,
+                    download_timeout: float | None = None) -> NasaClient:
         return NasaClient(
             base_url=self.base_url,
             api_key=self.api_key,
@@ -46,8 +52,10 @@ class NasaApiResource(dg.ConfigurableResource):
             rate_limiter=shared_limiter(self.base_url, self.rate_limit_per_hour),
             connect_timeout=self.connect_timeout,
             read_timeout=read_timeout,
+            download_timeout=download_timeout or self.download_timeout,
             max_retries=max_retries,
             max_backoff=max_backoff,
+            breaker_pause=self.file_host_pause,
             pool_size=self.pool_size,
         )
 

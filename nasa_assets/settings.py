@@ -1,5 +1,6 @@
 """Resources from environment variables (the PySpark job's interface), read once at load time."""
 
+import math
 from collections.abc import Mapping
 
 import dagster as dg
@@ -42,6 +43,8 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
         number = float(value) if value else default
     except ValueError:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):  # float() takes "inf" and "nan"; no limit means either
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return _within(name, number, low, high)
 
 
@@ -95,6 +98,11 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
     # Seconds to wait for the next bytes of a response; retries of 429/5xx/resets/timeouts.
     read_timeout = _float(env, "NASA_READ_TIMEOUT", 30.0, low=0.1)
     max_retries = _int(env, "NASA_MAX_RETRIES", 4, low=0)
+    # Seconds one request may take, whole body: a trickling body never trips the read timeout.
+    download_timeout = _float(env, "NASA_DOWNLOAD_TIMEOUT", 600.0, low=0.1)
+    # Seconds a step's file-host requests wait once the host failed many times in a row, before
+    # one probe decides between resuming and failing the rest as "file host unavailable".
+    file_host_pause = _float(env, "NASA_FILE_HOST_PAUSE_SECONDS", 30.0, low=0, high=3600)
     storage = storage_from_env(env)
     return {
         "nasa": NasaApiResource(
@@ -104,6 +112,8 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
             allowed_hosts=_allowed_hosts(env),
             rate_limit_per_hour=_int(env, "NASA_API_RATE_LIMIT_PER_HOUR", 1000),
             read_timeout=read_timeout,
+            download_timeout=download_timeout,
+            file_host_pause=file_host_pause,
             max_retries=max_retries,
             pool_size=concurrency,
         ),

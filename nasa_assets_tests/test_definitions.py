@@ -1,8 +1,12 @@
 """The code location loads, and its settings come from the environment as documented."""
 
+import inspect
+import re
+
 import dagster as dg
 import pytest
 
+from nasa_assets import settings as settings_module
 from nasa_assets.resources import LocalDatasetStorage, S3DatasetStorage
 from nasa_assets.settings import resources_from_env
 
@@ -62,9 +66,38 @@ def test_bucket_switches_to_s3_and_key_is_an_env_var(monkeypatch):
     ("NASA_API_RATE_LIMIT_PER_HOUR", "0"), ("DOWNLOAD_CONCURRENCY", "0"), ("DOWNLOAD_CONCURRENCY", "1000"),
     ("MAX_IMAGE_BYTES", "0"), ("NASA_READ_TIMEOUT", "0"), ("NASA_MAX_RETRIES", "-1"),
     ("NASA_IMAGE_RENDITION", "huge"), ("NASA_ALLOWED_HOSTS", "images-assets.nasa.gov:https"),
-    ("NASA_ALLOWED_HOSTS", " , "),
+    ("NASA_ALLOWED_HOSTS", " , "), ("NASA_ALLOWED_HOSTS", "[::1]:x"), ("NASA_DOWNLOAD_TIMEOUT", "0"),
+    ("NASA_DOWNLOAD_TIMEOUT", "soon"), ("NASA_FILE_HOST_PAUSE_SECONDS", "-1"),
+    ("NASA_FILE_HOST_PAUSE_SECONDS", "7200"),
 ])
 def test_bad_settings_are_refused_at_load_naming_the_variable(name, value):
     # At load, not mid-run: the code location does not start, and the message names what to fix.
     with pytest.raises(ValueError, match=name):
         resources_from_env({name: value})
+
+
+# Every setting read with settings._float, found in its source, so a new one is covered too.
+FLOAT_SETTINGS = sorted(set(re.findall(r'_float\(env, "(\w+)"', inspect.getsource(settings_module))))
+
+
+def test_the_float_settings_are_found():
+    assert {"NASA_READ_TIMEOUT", "NASA_DOWNLOAD_TIMEOUT", "NASA_FILE_HOST_PAUSE_SECONDS",
+            "MAX_REJECTED_FRACTION", "MAX_FAILED_FRACTION"} <= set(FLOAT_SETTINGS)
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", " NaN "])
+def test_float_settings_refuse_inf_and_nan_naming_the_variable(name, value):
+    env = {name: value}
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number"):
+        resources_from_env(env)
+        settings_module.total_hits_drop_share(env)
+        settings_module.repair_policy_from_env(env)
+
+
+def test_new_limits_reach_the_client():
+    client = resources_from_env({"NASA_DOWNLOAD_TIMEOUT": "12.5", "NASA_FILE_HOST_PAUSE_SECONDS": "0"})["nasa"].client()
+    assert client.download_timeout == 12.5 and client.new_breaker().pause == 0
+    defaults = resources_from_env({})["nasa"]
+    assert (defaults.download_timeout, defaults.file_host_pause) == (600.0, 30.0)
+    assert defaults.probe_client().download_timeout == 20.0  # a sensor tick stays short

@@ -18,7 +18,7 @@ import requests
 from nasa_assets.imaging import download_to_store
 from nasa_assets.keys import image_key
 from nasa_assets.manifest import listed_renditions
-from nasa_assets.nasa.client import FetchError, NasaApiError, NasaClient, describe_transient
+from nasa_assets.nasa.client import BREAKER_THRESHOLD, FetchError, NasaApiError, NasaClient, describe_transient
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, S3Store
@@ -165,9 +165,13 @@ def test_an_image_answered_404_fails_at_once_without_retries(nasa_double, tmp_pa
 
 
 def test_a_collection_json_that_keeps_failing_rejects_its_item_with_the_reason(tmp_path, nasa_double):
+    """A failing collection.json is an outage of the file host: the step's breaker stops the
+    look-ups after a few failures and the rest are rejected as "file host unavailable"."""
     nasa_double.faults = {"collection": ["500"] * 1000}
-    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="1", MAX_REJECTED_FRACTION="1")
-    assert materialize_pages(env, "0001").success
+    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="1", MAX_REJECTED_FRACTION="1",
+                    NASA_FILE_HOST_PAUSE_SECONDS="0.1")
+    result = materialize_pages(env, "0001")
+    assert result.success
     rejected = read_table((tmp_path / "rejected/0001.parquet").read_bytes())
     kept = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
     # Items in link format 1.0 need their collection.json; 1.1 items list their renditions.
@@ -175,8 +179,16 @@ def test_a_collection_json_that_keeps_failing_rejects_its_item_with_the_reason(t
                     if listed_renditions({"raw": json.dumps(i)}) is None}
     assert 0 < len(needs_lookup) < 100
     assert set(rejected["nasa_id"]) == needs_lookup and len(kept) == 100 - len(needs_lookup)
-    assert set(rejected["reason"]) == {"collection.json: HTTP 500 from the file host"}
-    assert nasa_double.counts["collection"] == 2 * len(needs_lookup)  # 1 + NASA_MAX_RETRIES each
+    reasons = rejected["reason"].value_counts()
+    assert set(reasons.index) <= {"collection.json: HTTP 500 from the file host",
+                                  "collection.json: file host unavailable"}
+    assert reasons["collection.json: file host unavailable"] > len(needs_lookup) // 2
+    # Far fewer than 1 + NASA_MAX_RETRIES each: the requests in flight when it opened, and a probe.
+    assert nasa_double.counts["collection"] <= 16 + BREAKER_THRESHOLD + 1 < 2 * len(needs_lookup)
+    metadata = result.asset_materializations_for_node("sampled_manifest")[0].metadata
+    assert metadata["file_host_requests"].value == nasa_double.counts["collection"]
+    assert metadata["file_host_failures"].value == nasa_double.counts["collection"]
+    assert metadata["breaker_opened"].value is True
 
 
 def test_search_retries_are_bounded_and_the_error_is_clean(nasa_double):

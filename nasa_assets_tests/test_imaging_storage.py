@@ -386,3 +386,49 @@ def test_a_body_without_content_length_that_stops_early_is_not_stored(tmp_path):
             download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~large.jpg", "images/x.jpg", MB)
         client.close()
     assert not (tmp_path / "images").exists()
+
+
+def _animated_gif() -> bytes:
+    """Two frames, a comment and a loop extension: every kind of GIF block the walk passes over."""
+    frames = [noise(120, 80, seed).convert("P") for seed in (1, 2)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], loop=0, comment=b"moon")
+    return out.getvalue()
+
+
+TRUNCATABLE = {
+    "GIF": lambda: encode(noise(200, 150), "GIF"),
+    "animated GIF": _animated_gif,
+    "WEBP": lambda: encode(noise(200, 150), "WEBP", quality=90),
+    "TIFF": lambda: encode(noise(200, 150), "TIFF"),
+    "TIFF, directory last": lambda: encode(noise(200, 150), "TIFF", compression="tiff_lzw"),
+}
+
+
+@pytest.mark.parametrize("kind", TRUNCATABLE)
+@pytest.mark.parametrize("keep", [1 / 3, 2 / 3, -1, -20])
+def test_a_gif_webp_or_tiff_cut_short_is_truncated_not_stored(tmp_path, kind, keep):
+    """No Content-Length and a closed connection: only the format can tell the file is cut."""
+    data = TRUNCATABLE[kind]()
+    cut = data[: int(len(data) * keep)] if keep > 0 else data[:keep]
+    fmt = kind.split(",")[0].split()[-1]
+    with serving(answering(cut, "image/x", with_length=False)) as host:
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
+                            rate_limiter=RateLimiter(10))
+        with pytest.raises(ImageRejected, match=f"^{fmt} data is truncated"):
+            download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~orig", "images/x", MB)
+        client.close()
+    assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize("kind", TRUNCATABLE)
+def test_a_complete_gif_webp_or_tiff_is_stored(tmp_path, kind):
+    data = TRUNCATABLE[kind]()
+    padded = data + b"\x00" * 100 if "GIF" in kind else data  # bytes after the trailer are no cut
+    with serving(answering(padded, "image/x", with_length=False)) as host:
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
+                            rate_limiter=RateLimiter(10))
+        facts = download_to_store(client, LocalStore(tmp_path), f"http://{host}/x~orig", "images/x", MB)
+        client.close()
+    assert facts.bytes == len(padded) and (tmp_path / "images/x").read_bytes() == padded
+    assert facts.format == kind.split(",")[0].split()[-1]

@@ -18,7 +18,7 @@ from nasa_assets.imaging import (
 )
 from nasa_assets.keys import table_key
 from nasa_assets.nasa.client import FetchError
-from nasa_assets.nasa.urls import parse_allowed_hosts, url_block_reason
+from nasa_assets.nasa.urls import parse_allowed_hosts, upgraded, url_block_reason
 from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.storage import LocalStore, ObjectStore
 
@@ -163,7 +163,7 @@ def _done(row, progress: "Progress") -> dict:
 def _row(entry, status: str, facts: ImageFacts | None = None, error: str | None = None, uri=None) -> dict:
     return {
         "nasa_id": entry["nasa_id"], "image_key": entry["image_key"], "image_uri": uri,
-        "rendition": entry["rendition"], "source_url": entry["image_url"],
+        "rendition": entry["rendition"], "source_url": upgraded(entry["image_url"]),  # as fetched
         "bytes": facts.bytes if facts else None, "sha256": facts.sha256 if facts else None,
         "width": facts.width if facts else None, "height": facts.height if facts else None,
         "format": facts.format if facts else None, "status": status, "error": error,
@@ -206,6 +206,7 @@ def moon_images(
             metadata={"refused_pages": refused},
         )
     client, store = nasa.client(), storage.store()
+    breaker = client.new_breaker()  # one per step: an outage stops all of its downloads
     if isinstance(store, LocalStore) and (removed := store.remove_orphans()):
         context.log.info(f"removed {removed} temporary files left by killed runs")
     progress = Progress(context.log, {page: len(frame) for page, frame in manifests.items()})
@@ -215,7 +216,8 @@ def moon_images(
     def known_row(page, entry) -> dict | None:
         """The row of an image an earlier table describes and storage still holds: no request."""
         facts, source = known.get(entry["image_key"], (None, None))
-        if facts is None or source != entry["image_url"] or existing.get(entry["image_key"]) != facts.bytes:
+        if (facts is None or source != upgraded(entry["image_url"])
+                or existing.get(entry["image_key"]) != facts.bytes):
             return None
         progress.add(page, "already_stored")
         return _row(entry, "already_stored", facts, uri=store.uri(entry["image_key"]))
@@ -228,7 +230,8 @@ def moon_images(
                 progress.add(page, "already_stored")
                 return _row(entry, "already_stored", facts, uri=store.uri(key))
         try:
-            facts = download_to_store(client, store, entry["image_url"], key, settings.max_image_bytes)
+            facts = download_to_store(client, store, entry["image_url"], key, settings.max_image_bytes,
+                                      breaker=breaker)
         except (FetchError, ImageRejected) as error:
             progress.add(page, "failed")
             return _row(entry, "failed", error=error.reason)
@@ -269,13 +272,14 @@ def moon_images(
             raise
         combined = pd.concat(frames.values(), ignore_index=True)
         check = _completeness(store, manifests, combined, settings.max_failed_fraction, existing, pool)
-    context.log.info(f"moon_images done; {progress.line()}")
+    context.log.info(f"moon_images done; {progress.line()}; file host: {breaker.metadata()}")
     record_page_metadata(context, {page: _counts(frame) for page, frame in frames.items()})
     yield dg.Output(
         single_or_dict(frames),
         metadata={
             "download_mb_per_s": round(progress.bytes / 1e6 / max(time.monotonic() - progress.started, 1e-6), 2),
             "images_root": store.uri("images/"),
+            **breaker.metadata(),
             "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.allowed_hosts))),
         },
     )

@@ -41,7 +41,7 @@ def _earlier_choices(
 
 
 def _resolve_renditions(
-    pool: ThreadPoolExecutor, client, rows: list[dict], earlier: dict, preferred: str
+    pool: ThreadPoolExecutor, client, rows: list[dict], earlier: dict, preferred: str, breaker=None
 ) -> list[tuple[dict, dict | None, str | None, bool]]:
     """(row, renditions, failure, looked up on the file host) per row.
 
@@ -60,7 +60,7 @@ def _resolve_renditions(
             return row, None, "no collection_url to list renditions", False
         try:
             return row, manifest.renditions_from_links(
-                [{"href": u, "render": "image"} for u in client.collection(row["collection_url"])]
+                [{"href": u, "render": "image"} for u in client.collection(row["collection_url"], breaker)]
             ), None, True
         except FetchError as error:
             return row, None, f"collection.json: {error.reason}", True
@@ -90,6 +90,7 @@ def sampled_manifest(
 
     Rejected items are kept with their reason in `rejected/<page>.parquet` of the dataset root."""
     client, store = nasa.client(), storage.store()
+    breaker = client.new_breaker()  # one per step: an outage stops all of its look-ups
     allowed = parse_allowed_hosts(nasa.allowed_hosts)
     pages = {key: tables.records(results) for key, results in by_page(context, search_results).items()}
     screened = {key: manifest.screen(rows) for key, rows in pages.items()}
@@ -98,7 +99,8 @@ def sampled_manifest(
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
         earlier, forgotten = _earlier_choices(pool, store, list(pages))
         resolved = iter(_resolve_renditions(
-            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition
+            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition,
+            breaker,
         ))
     frames, per_page, all_rejected, looked_up = {}, {}, [], 0
     for key, rows in pages.items():
@@ -145,6 +147,7 @@ def sampled_manifest(
             "sampling_factor": settings.sampling_factor,
             "collection_lookups": looked_up,
             "gone_urls_not_reused": forgotten,
+            **breaker.metadata(),
             "preview": dg.MetadataValue.md(_preview(combined)),
         },
     )

@@ -5,7 +5,10 @@ through the rate limiter, and so that error messages never carry the API key.
 """
 
 import email.utils
+import json
+import math
 import random
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
@@ -13,10 +16,12 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
+from nasa_assets.nasa.breaker import UNAVAILABLE, Breaker
 from nasa_assets.nasa.parsing import SearchPage, SearchResponseError, is_results_cap, parse_search_response
 from nasa_assets.nasa.ratelimit import RateLimiter
-from nasa_assets.nasa.urls import redact, url_block_reason
+from nasa_assets.nasa.urls import redact, upgraded, url_block_reason
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A request that broke off on the wire: no connection, a reset, a stall past the read timeout,
@@ -26,6 +31,11 @@ TRANSIENT_ERRORS = (
     requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError,
 )
 MAX_REDIRECTS = 5
+CHUNK = 256 * 1024
+# A search page is about 1 MB and a collection.json a few KB; anything near this is not an answer.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+# Consecutive failures after which a step stops sending requests to the file host and pauses.
+BREAKER_THRESHOLD = 10
 USER_AGENT = "nasa_assets/0.1 (+https://github.com/; dataset builder)"
 
 
@@ -46,6 +56,11 @@ def describe_transient(error: BaseException) -> str:
     return type(error).__name__
 
 
+class DeadlineExceeded(requests.Timeout):
+    """A response took longer than the client's whole-response limit; transient, and its message
+    (which names the setting, never the URL) is the reason recorded."""
+
+
 class NasaApiError(RuntimeError):
     """The search API failed in a way retries did not fix. Messages are safe to log."""
 
@@ -59,24 +74,37 @@ class FetchError(RuntimeError):
         self.transient = transient
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
+def retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (delay-seconds or an HTTP date), or None when absent
+    or unreadable. Never raises: a hostile value is at worst a very long wait (inf)."""
+    value = (value or "").strip()
+    if re.fullmatch(r"[0-9]+", value):  # ASCII only: str.isdigit() also accepts "²", float() not
+        return float(value) if len(value) < 300 else math.inf
     try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _reason(response: requests.Response) -> str:
+class TooDeep(ValueError):
+    """JSON nested deeper than the decoder's recursion allows: a bad answer, not a crash."""
+
+
+def _decode_json(body: bytes):
+    """The JSON of a body; ValueError for anything else, including nesting too deep to decode."""
     try:
-        body = response.json()
+        return json.loads(body)
+    except RecursionError:
+        raise TooDeep("JSON nested too deeply to decode") from None
+
+
+def _reason(response: requests.Response, body: bytes) -> str:
+    try:
+        decoded = _decode_json(body)
     except ValueError:
         return response.reason or ""
-    return str(body.get("reason", "")) if isinstance(body, dict) else ""
+    return str(decoded.get("reason", "")) if isinstance(decoded, dict) else ""
 
 
 class NasaClient:
@@ -89,9 +117,11 @@ class NasaClient:
         api_key: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        download_timeout: float = 600.0,
         max_retries: int = 4,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        breaker_pause: float = 30.0,
         pool_size: int = 16,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -100,9 +130,11 @@ class NasaClient:
         self.rate_limiter = rate_limiter
         self._api_key = api_key or None
         self.timeout = (connect_timeout, read_timeout)
+        self.download_timeout = download_timeout
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.breaker_pause = breaker_pause
         self._sleep = sleep
         self.api_requests = 0
         self.session = requests.Session()
@@ -114,10 +146,14 @@ class NasaClient:
     def close(self) -> None:
         self.session.close()
 
+    def new_breaker(self) -> Breaker:
+        """A breaker for one step's file-host requests (collection.json look-ups, image downloads)."""
+        return Breaker(BREAKER_THRESHOLD, self.breaker_pause)
+
     # --- transport -------------------------------------------------------------------------
 
     def _delay(self, attempt: int, response: requests.Response | None = None) -> float:
-        hinted = _retry_after(response) if response is not None else None
+        hinted = retry_after(response.headers.get("Retry-After")) if response is not None else None
         if hinted is not None:
             return min(hinted, self.max_backoff)
         # Full jitter: concurrent steps that failed together do not retry together.
@@ -132,36 +168,86 @@ class NasaClient:
         """Sleep before retry number attempt + 1 of something larger than one request."""
         self._sleep(self._delay(attempt))
 
+    def iter_body(
+        self, response: requests.Response, limit: int | None = None, breaker: Breaker | None = None
+    ):
+        """A streamed body in chunks as they arrive. Raises DeadlineExceeded once the request is
+        older than download_timeout: a body trickling in never trips the per-read timeout, so the
+        whole response is bounded here. FetchError when the body exceeds `limit` bytes."""
+        deadline = time.monotonic() - response.elapsed.total_seconds() + self.download_timeout
+        declared = response.headers.get("Content-Length", "").strip()
+        if limit and declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise FetchError(f"answer larger than {limit} bytes (Content-Length {declared})")
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"download took longer than NASA_DOWNLOAD_TIMEOUT={self.download_timeout:g} s"
+                )
+            try:
+                # read1: whatever arrived, after at most one read timeout, so the deadline is seen.
+                chunk = response.raw.read1(CHUNK, decode_content=True)
+            except (ProtocolError, ReadTimeoutError, DecodeError, SSLError) as error:
+                if breaker is not None:
+                    breaker.failure()
+                raise _as_requests_error(error) from None
+            if not chunk:
+                return
+            size += len(chunk)
+            if limit and size > limit:
+                raise FetchError(f"answer larger than {limit} bytes")
+            yield chunk
+
+    def _send(self, target: str, params: dict | None, breaker: Breaker | None) -> requests.Response:
+        if breaker is not None and not breaker.before_request():
+            raise FetchError(UNAVAILABLE)
+        try:
+            response = self.session.get(
+                target, params=params, timeout=self.timeout, stream=True, allow_redirects=False
+            )
+        except TRANSIENT_ERRORS:
+            if breaker is not None:
+                breaker.failure()
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            (breaker.failure if response.status_code in RETRY_STATUSES else breaker.success)()
+        return response
+
     def _get(
-        self, url: str, *, params: dict | None = None, stream: bool = False,
-        limited: bool = False, may_visit: Callable[[str], str | None],
-    ) -> requests.Response:
+        self, url: str, *, params: dict | None = None, read_body: bool = True,
+        limited: bool = False, may_visit: Callable[[str], str | None], breaker: Breaker | None = None,
+    ) -> tuple[requests.Response, bytes | None]:
         """GET with retries on 429/5xx and connection errors, following only allowed redirects.
 
-        Returns the final response, whatever its status once retries are spent. Raises FetchError
-        for a refused URL or a request that cannot be sent, and requests.ConnectionError (message
-        redacted) when no complete response came. A non-streamed body is read here, so one cut
-        short is retried too.
+        Returns the final response, whatever its status once retries are spent, and its body when
+        `read_body` (read here within the deadline and size cap, so one cut short is retried too;
+        the response is then closed). Raises FetchError for a refused URL, a request that cannot be
+        sent, an open breaker or a Retry-After longer than max_backoff (without a breaker), and
+        requests.ConnectionError (message redacted) when no complete response came.
         """
         last_problem = ""
         last_response: requests.Response | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
+                if breaker is not None and breaker.down:
+                    raise FetchError(UNAVAILABLE)
                 self._sleep(self._delay(attempt - 1, last_response))
             last_response = None
             target, target_params = url, params
             try:
                 for _ in range(MAX_REDIRECTS + 1):
+                    target = upgraded(target)
                     blocked = may_visit(target)
                     if blocked:
                         raise FetchError(f"refused {self._shown(target)}: {blocked}")
                     if limited:
                         self.rate_limiter.acquire()
                         self.api_requests += 1
-                    response = self.session.get(
-                        target, params=target_params, timeout=self.timeout, stream=stream,
-                        allow_redirects=False,
-                    )
+                    response = self._send(target, target_params, breaker)
                     if response.is_redirect and response.headers.get("Location"):
                         target = urljoin(response.url, response.headers["Location"])
                         target_params = None
@@ -170,18 +256,41 @@ class NasaClient:
                     break
                 else:
                     raise FetchError(f"too many redirects from {self._shown(url)}")
+                status = response.status_code
+                if status in RETRY_STATUSES:
+                    hinted = retry_after(response.headers.get("Retry-After"))
+                    if hinted is not None and hinted > self.max_backoff:
+                        # Waiting that long per request would hold the step; the breaker pauses all
+                        # of the step's requests once instead, and without one the attempt ends.
+                        response.close()
+                        if breaker is None:
+                            raise FetchError(
+                                f"HTTP {status} asking to retry after {hinted:.0f} s, longer than the "
+                                f"{self.max_backoff:g} s this client waits", transient=True,
+                            )
+                        breaker.trip()
+                        last_problem = f"HTTP {status}"
+                        continue
+                    if attempt < self.max_retries:
+                        last_problem, last_response = f"HTTP {status}", response
+                        response.close()
+                        continue
+                    if breaker is not None and breaker.down:
+                        response.close()
+                        raise FetchError(UNAVAILABLE)
+                if not read_body:
+                    return response, None
+                with response:
+                    return response, b"".join(self.iter_body(response, MAX_ANSWER_BYTES, breaker))
+            except DeadlineExceeded as error:
+                last_problem = str(error)
             except TRANSIENT_ERRORS as error:
                 last_problem = describe_transient(error)
-                continue
             except requests.RequestException as error:  # e.g. a URL requests cannot send
                 problem = type(error).__name__
                 raise FetchError(f"GET {self._shown(target)} failed: {problem}") from None
-            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                last_problem = f"HTTP {response.status_code}"
-                last_response = response
-                response.close()
-                continue
-            return response
+        if breaker is not None and breaker.down:
+            raise FetchError(UNAVAILABLE)
         raise requests.ConnectionError(
             f"GET {self._shown(url)} failed after {self.max_retries + 1} attempts: {last_problem}"
         )
@@ -205,45 +314,46 @@ class NasaClient:
             params["api_key"] = self._api_key
         url = f"{self.base_url}/search"
         try:
-            response = self._get(url, params=params, limited=True, may_visit=self._api_host_only)
+            response, body = self._get(url, params=params, limited=True, may_visit=self._api_host_only)
         except (requests.ConnectionError, FetchError) as error:
             raise NasaApiError(f"search page {page}: {error}") from None
-        with response:
-            if response.status_code == 400 and is_results_cap(_reason(response)):
-                return SearchPage(exhausted=True)
-            if response.status_code != 200:
-                raise NasaApiError(
-                    f"search page {page}: HTTP {response.status_code} {_reason(response)[:200]}".strip()
-                )
-            try:
-                return parse_search_response(response.json())
-            except (ValueError, SearchResponseError) as error:
-                raise NasaApiError(f"search page {page}: {str(error)[:200]}") from None
+        if response.status_code == 400 and is_results_cap(_reason(response, body)):
+            return SearchPage(exhausted=True)
+        if response.status_code != 200:
+            raise NasaApiError(
+                f"search page {page}: HTTP {response.status_code} {_reason(response, body)[:200]}".strip()
+            )
+        try:
+            return parse_search_response(_decode_json(body))
+        except (ValueError, SearchResponseError, RecursionError) as error:
+            raise NasaApiError(f"search page {page}: {str(error)[:200]}") from None
 
     # --- the file host -------------------------------------------------------------------------
 
-    def collection(self, url: str) -> list[str]:
+    def collection(self, url: str, breaker: Breaker | None = None) -> list[str]:
         """An item's collection.json: the list of its file URLs. FetchError reasons do not repeat
         "collection.json"; the caller names what was being fetched."""
         try:
-            response = self._get(url, may_visit=self._file_host_only)
+            response, body = self._get(url, may_visit=self._file_host_only, breaker=breaker)
         except requests.ConnectionError as error:
             raise FetchError(str(error), transient=True) from None
-        with response:
-            if response.status_code != 200:
-                raise FetchError(f"HTTP {response.status_code} from the file host")
-            try:
-                body = response.json()
-            except ValueError:
-                raise FetchError("not JSON") from None
-        if not isinstance(body, list):
-            raise FetchError("not a list of URLs")
-        return [u for u in body if isinstance(u, str)]
-
-    def open_file(self, url: str) -> requests.Response:
-        """A streaming 200 response for a file URL; the caller closes it."""
+        if response.status_code != 200:
+            raise FetchError(f"HTTP {response.status_code} from the file host")
         try:
-            response = self._get(url, stream=True, may_visit=self._file_host_only)
+            decoded = _decode_json(body)
+        except TooDeep as error:
+            raise FetchError(str(error)) from None
+        except ValueError:
+            raise FetchError("not JSON") from None
+        if not isinstance(decoded, list):
+            raise FetchError("not a list of URLs")
+        return [u for u in decoded if isinstance(u, str)]
+
+    def open_file(self, url: str, breaker: Breaker | None = None) -> requests.Response:
+        """A streaming 200 response for a file URL (fetched over https on NASA's file host); the
+        caller reads it with iter_body and closes it."""
+        try:
+            response, _ = self._get(url, read_body=False, may_visit=self._file_host_only, breaker=breaker)
         except requests.ConnectionError as error:
             raise FetchError(str(error), transient=True) from None
         if response.status_code != 200:
@@ -253,3 +363,14 @@ class NasaClient:
                 transient=response.status_code in RETRY_STATUSES,
             )
         return response
+
+
+def _as_requests_error(error: Exception) -> requests.RequestException:
+    """urllib3's errors from reading a body, as requests' own iter_content would raise them."""
+    if isinstance(error, ReadTimeoutError):
+        return requests.ConnectionError(error)
+    if isinstance(error, DecodeError):
+        return ContentDecodingError(error)
+    if isinstance(error, SSLError):
+        return requests.exceptions.SSLError(error)
+    return ChunkedEncodingError(error)

@@ -3,17 +3,29 @@
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# NASA's public file host serves every file over https too, while collection.json (and older search
+# answers) list http:// URLs. Other hosts (a mirror, the offline test double) keep their scheme.
+HTTPS_HOSTS = frozenset({"images-assets.nasa.gov"})
 SECRET_PARAMS = {"api_key", "apikey", "key", "token", "x-amz-credential", "x-amz-signature"}
 
 
 def parse_allowed_hosts(spec: str) -> tuple[tuple[str, int | None], ...]:
-    """"images-assets.nasa.gov,127.0.0.1:8080" -> (("images-assets.nasa.gov", None), ("127.0.0.1", 8080))."""
+    """"images-assets.nasa.gov,127.0.0.1:8080,[::1]:8080" ->
+    (("images-assets.nasa.gov", None), ("127.0.0.1", 8080), ("::1", 8080)).
+
+    An IPv6 address takes brackets as in a URL ("[::1]", "[::1]:8080"); a bare one ("::1") has no port."""
     out = []
     for entry in (e.strip().lower() for e in spec.split(",")):
         if not entry:
             continue
-        host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-        if port and not port.isdigit():
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else rest
+            if not bracket or not host or (rest and not rest.startswith(":")):
+                raise ValueError(f"bad [IPv6]:port in NASA_ALLOWED_HOSTS: {entry!r}")
+        else:
+            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if (port or entry.endswith(":")) and not (port.isascii() and port.isdigit() and int(port) <= 65535):
             raise ValueError(f"bad host:port in NASA_ALLOWED_HOSTS: {entry!r}")
         out.append((host, int(port) if port else None))
     if not out:
@@ -44,7 +56,21 @@ def url_block_reason(url: object, allowed: tuple[tuple[str, int | None], ...]) -
             wanted = allowed_port if allowed_port is not None else _DEFAULT_PORTS[parts.scheme]
             if effective_port == wanted:
                 return None
-    return f"host {host}:{effective_port} is not in NASA_ALLOWED_HOSTS"
+    shown = f"[{host}]" if ":" in host else host
+    return f"host {shown}:{effective_port} is not in NASA_ALLOWED_HOSTS"
+
+
+def upgraded(url: str) -> str:
+    """The URL to fetch: http:// on NASA's public file host becomes https://, so files come
+    over TLS; any other URL is unchanged."""
+    try:
+        parts = urlsplit(url)
+        explicit_port = parts.port is not None
+    except ValueError:
+        return url  # refused later, with its reason
+    if parts.scheme == "http" and not explicit_port and (parts.hostname or "").lower() in HTTPS_HOSTS:
+        return urlunsplit(parts._replace(scheme="https"))
+    return url
 
 
 def redact(url: str) -> str:
