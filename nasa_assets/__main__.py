@@ -30,7 +30,7 @@ def _chunks(keys: list[str]) -> list[tuple[str, str]]:
 
 
 def run(pages: str, with_dataset: bool = True) -> int:
-    from nasa_assets.partitions import parse_page_range
+    from nasa_assets.dataset.pages import parse_page_range
 
     try:
         keys = parse_page_range(pages)
@@ -41,8 +41,8 @@ def run(pages: str, with_dataset: bool = True) -> int:
 
     import dagster as dg
 
-    from nasa_assets.console import concise_console_logger
-    from nasa_assets.jobs import moon_images_job
+    from nasa_assets.defs.console import concise_console_logger
+    from nasa_assets.defs.jobs import moon_images_job
 
     home = os.getenv("DAGSTER_HOME")
     if home and not os.path.isdir(home):
@@ -93,7 +93,7 @@ def _search_hint(base_url: str) -> str:
 
 
 def _where(store) -> str:
-    from nasa_assets.dataset import MANIFEST_KEY
+    from nasa_assets.dataset.keys import MANIFEST_KEY
 
     try:
         built = store.exists(MANIFEST_KEY)
@@ -114,7 +114,7 @@ SUMMED = ("row_count", "items", "sampled", "rejected", "stored", "already_stored
 
 
 def _report(result, label: str) -> bool:
-    from nasa_assets.console import root_cause
+    from nasa_assets.defs.console import root_cause
 
     by_asset: dict[str, dict] = {}
     for event in result.get_asset_materialization_events():  # one per page of a range run

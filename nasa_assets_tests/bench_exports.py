@@ -19,10 +19,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from nasa_assets import tables
-from nasa_assets.duplicates import DEFAULT_THRESHOLD, group_duplicates, hamming, near_pairs, phash_of
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.duplicates import (
+    DEFAULT_THRESHOLD,
+    group_duplicates,
+    hamming,
+    near_pairs,
+    phash_of,
+)
+from nasa_assets.dataset.webdataset_export import write_webdataset
 from nasa_assets.storage import LocalStore
-from nasa_assets.webdataset_export import write_webdataset
 from nasa_assets_tests.small_dataset import picture
 
 

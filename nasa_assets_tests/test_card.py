@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from nasa_assets.card import (
+from nasa_assets.dataset.card import (
     COLUMN_MEANINGS,
     NASA_GUIDELINES_URL,
     CardFacts,
@@ -15,7 +15,7 @@ from nasa_assets.card import (
     summarize,
     type_name,
 )
-from nasa_assets.tables import SCHEMAS, frame
+from nasa_assets.dataset.tables import SCHEMAS, frame
 
 UTC = dt.timezone.utc
 

@@ -13,19 +13,19 @@ import pandas as pd
 import pytest
 
 from nasa_assets import dataset
-from nasa_assets.assets.moon_dataset import (
+from nasa_assets.dataset import iter_images, load_manifest
+from nasa_assets.dataset.imaging import MAX_PIXELS
+from nasa_assets.dataset.sampling import split_for
+from nasa_assets.dataset.tables import SCHEMAS, frame
+from nasa_assets.defs.assets.moon_dataset import (
     build_manifest,
     moon_dataset,
     pages_of,
     preview_grid,
 )
-from nasa_assets.dataset import iter_images, load_manifest
-from nasa_assets.imaging import MAX_PIXELS
-from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
-from nasa_assets.sampling import split_for
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets.tables import SCHEMAS, frame
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, s3_env
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
@@ -393,7 +393,7 @@ def _mat(instance, key, page=None):
 # parameter: the BetaWarning comes from inside dagster, not from this project's code.
 @pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
 def test_automation_requests_one_rebuild_per_batch_of_page_updates():
-    from nasa_assets.jobs import moon_images_job
+    from nasa_assets.defs.jobs import moon_images_job
 
     defs = dg.Definitions(assets=[*PAGE_ASSETS, moon_dataset], jobs=[moon_images_job],
                           resources=resources_from_env({}))
@@ -449,7 +449,8 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
 def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
     # A fresh interpreter importing only the public loader: Pillow's limit must already be the
     # pipeline's (200 MP), not Pillow's default (89 MP warning, 179 MP error).
-    code = "import PIL.Image, nasa_assets.dataset; print(PIL.Image.MAX_IMAGE_PIXELS * 2)"
+    code = ("import PIL.Image; from nasa_assets.dataset import iter_images; "
+            "print(PIL.Image.MAX_IMAGE_PIXELS * 2)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == MAX_PIXELS == 200_000_000
 

@@ -6,9 +6,9 @@ import re
 import dagster as dg
 import pytest
 
-from nasa_assets import settings as settings_module
-from nasa_assets.resources import LocalDatasetStorage, S3DatasetStorage
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs import settings as settings_module
+from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
+from nasa_assets.defs.settings import resources_from_env
 
 
 def test_definitions_load_and_job_resolves():

@@ -15,10 +15,16 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
-from nasa_assets.imaging import download_to_store
-from nasa_assets.keys import image_key
-from nasa_assets.manifest import listed_renditions
-from nasa_assets.nasa.client import BREAKER_THRESHOLD, FetchError, NasaApiError, NasaClient, describe_transient
+from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.keys import image_key
+from nasa_assets.dataset.manifest import listed_renditions
+from nasa_assets.nasa.client import (
+    BREAKER_THRESHOLD,
+    FetchError,
+    NasaApiError,
+    NasaClient,
+    describe_transient,
+)
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, S3Store

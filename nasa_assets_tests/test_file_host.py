@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from nasa_assets.assets.moon_images import _row
-from nasa_assets.imaging import download_to_store
+from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.defs.assets.moon_images import _row
 from nasa_assets.nasa.breaker import Breaker
 from nasa_assets.nasa.client import (
     BREAKER_THRESHOLD,

@@ -13,20 +13,20 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image
 
-from nasa_assets import tables
-from nasa_assets.imaging import (
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.imaging import (
     HEADER_PROBES,
     ImageFacts,
     ImageMeter,
     ImageRejected,
-    download_to_store,
     measure_stream,
     read_header,
 )
 from nasa_assets.nasa.client import NasaClient
+from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
-from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.storage.local import INCOMING, LocalStore
 from nasa_assets_tests.helpers import answering, serving
 
@@ -304,14 +304,14 @@ def test_parquet_round_trip_keeps_types(store):
                       "date_created": "2009-09-24T18:00:22Z", "keywords": ["Moon", "Chandrayaan-1"],
                       "media_type": "image"}]}
     df = tables.frame("search_results", [parse_item(item, 1, 1)])
-    store.write_parquet("search_results/0001.parquet", df, table="search_results")
+    tables.write_table(store, "search_results/0001.parquet", "search_results", df)
     back = store.read_parquet("search_results/0001.parquet")
     assert list(back.columns) == list(df.columns)
     assert back.loc[0, "nasa_id"] == "PIA12235"
     assert back.loc[0, "date_created"] == datetime(2009, 9, 24, 18, 0, 22, tzinfo=UTC)
     assert list(back.loc[0, "keywords"]) == ["Moon", "Chandrayaan-1"]
     empty = tables.frame("search_results", [])
-    store.write_parquet("search_results/0002.parquet", empty, table="search_results")
+    tables.write_table(store, "search_results/0002.parquet", "search_results", empty)
     assert len(store.read_parquet("search_results/0002.parquet")) == 0
 
 

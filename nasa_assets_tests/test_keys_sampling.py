@@ -11,9 +11,9 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from nasa_assets.keys import extension_of, image_key, safe_name, table_key
-from nasa_assets.partitions import PAGE_KEYS, page_key, page_number, parse_page_range
-from nasa_assets.sampling import is_sampled, sample_bucket, split_for
+from nasa_assets.dataset.keys import extension_of, image_key, safe_name, table_key
+from nasa_assets.dataset.pages import PAGE_KEYS, page_key, page_number, parse_page_range
+from nasa_assets.dataset.sampling import is_sampled, sample_bucket, split_for
 
 # --- safe_name / image_key -------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ def test_split_for_is_deterministic():
 def test_split_for_is_the_same_in_another_process():
     # Another interpreter with another str hash seed: nothing process-local may enter the split.
     ids = [f"x{i}" for i in range(200)]
-    code = ("import json, sys; from nasa_assets.sampling import split_for; "
+    code = ("import json, sys; from nasa_assets.dataset.sampling import split_for; "
             f"print(json.dumps([split_for(i, {FRACTIONS!r}) for i in {ids!r}]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

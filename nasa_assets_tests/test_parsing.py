@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nasa_assets import tables
+from nasa_assets.dataset import tables
 from nasa_assets.nasa.parsing import (
     MAX_TEXT,
     SEARCH_COLUMNS,

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasa_assets import tables
-from nasa_assets.keys import image_key, safe_name
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.keys import image_key, safe_name
 from nasa_assets.nasa.parsing import (
     SEARCH_COLUMNS,
     SearchResponseError,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nasa_assets import tables
-from nasa_assets.manifest import (
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.manifest import (
     attach_image,
     listed_renditions,
     reason_counts,
@@ -15,10 +15,10 @@ from nasa_assets.manifest import (
     sample,
     screen,
 )
+from nasa_assets.dataset.validation import manifest_problems, rejection_reason, rejection_budget
 from nasa_assets.nasa.parsing import parse_item, parse_items
 from nasa_assets.nasa.ratelimit import RateLimiter, shared_limiter
 from nasa_assets.nasa.urls import parse_allowed_hosts, redact, url_block_reason
-from nasa_assets.validation import manifest_problems, rejection_reason, rejection_budget
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

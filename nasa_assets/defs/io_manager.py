@@ -7,7 +7,8 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from nasa_assets.resources import DatasetStorage
+from nasa_assets.dataset import tables
+from nasa_assets.defs.resources import DatasetStorage
 from nasa_assets.storage.base import ObjectStore
 
 IO_THREADS = 8
@@ -31,7 +32,7 @@ class ParquetStoreIOManager(dg.UPathIOManager):
         self.store.delete(path.as_posix())
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        self.store.write_parquet(path.as_posix(), obj, table=context.asset_key.path[-1])
+        tables.write_table(self.store, path.as_posix(), context.asset_key.path[-1], obj)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         return self.store.read_parquet(path.as_posix())  # FileNotFoundError when absent

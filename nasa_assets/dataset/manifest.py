@@ -6,15 +6,15 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
-from nasa_assets.keys import image_key
+from nasa_assets.dataset.keys import image_key
+from nasa_assets.dataset.sampling import is_sampled
+from nasa_assets.dataset.validation import rejection_reason
 from nasa_assets.nasa.renditions import (
     choose_rendition,
     links_list_all_renditions,
     renditions_from_links,
 )
 from nasa_assets.nasa.urls import url_block_reason
-from nasa_assets.sampling import is_sampled
-from nasa_assets.validation import rejection_reason
 
 
 def rejected_row(row: Mapping, reason: str) -> dict:

@@ -1,6 +1,6 @@
 """The dataset as a Hugging Face `datasets.Dataset` (optional extra: pip install "nasa_assets[hf]").
 
-    from nasa_assets.hf import load_hf_dataset
+    from nasa_assets.dataset.hf import load_hf_dataset
 
     train = load_hf_dataset("s3://my-bucket/moon_dataset", split="train")
     train[0]["image"]      # PIL.Image.Image, decoded on access
@@ -17,11 +17,12 @@ import hashlib
 import os
 import re
 
-from nasa_assets import tables
-from nasa_assets.captions import caption
-from nasa_assets.dataset import MANIFEST_KEY, load_manifest, open_store
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.captions import caption
+from nasa_assets.dataset.keys import MANIFEST_KEY
+from nasa_assets.dataset.loader import load_manifest, open_store
+from nasa_assets.dataset.webdataset_export import manifest_version, read_image
 from nasa_assets.storage import ObjectStore
-from nasa_assets.webdataset_export import manifest_version, read_image
 
 # Bumped when the examples change shape, so an older cached copy is not reused.
 LOADER_VERSION = "1"

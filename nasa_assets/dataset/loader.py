@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -27,15 +26,11 @@ import pandas as pd
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from nasa_assets import tables
-# Importing imaging sets Pillow's pixel limit to the one ingestion validated against, so an image
-# the pipeline stored (up to 200 MP) is not refused here; see iter_images for the warning.
-from nasa_assets.imaging import MAX_PIXELS  # noqa: F401
-from nasa_assets.keys import table_key
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.imaging import open_image
+from nasa_assets.dataset.keys import MANIFEST_KEY
 from nasa_assets.storage import LocalStore, ObjectStore, S3Store
 
-MANIFEST_KEY = table_key("moon_dataset")  # moon_dataset.parquet
-CARD_KEY = "README.md"
 
 __all__ = ["load_manifest", "iter_images", "open_store"]
 
@@ -115,9 +110,6 @@ def iter_images(
             raise ValueError(
                 f"{store.uri(row['image_key'])} does not match the manifest (size or sha256 differ)"
             )
-        with warnings.catch_warnings():
-            # Pillow warns from half its limit (100 MP); these files passed ingestion's 200 MP rule.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
+        image = open_image(io.BytesIO(data))  # the limit ingestion applied (200 MP), not Pillow's
+        image.load()
         yield row, image

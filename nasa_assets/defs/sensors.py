@@ -8,10 +8,8 @@ import time
 import dagster as dg
 import requests
 
-from nasa_assets.jobs import moon_images_job
-from nasa_assets.nasa.client import NasaApiError
-from nasa_assets.partitions import PAGE_KEYS, PAGE_SIZE, page_key
-from nasa_assets.refresh import (
+from nasa_assets.dataset.pages import PAGE_KEYS, PAGE_SIZE, page_key
+from nasa_assets.dataset.refresh import (
     DEFAULT_DROP_SHARE,
     Decision,
     RefreshState,
@@ -20,7 +18,7 @@ from nasa_assets.refresh import (
     last_page,
     pages_to_check,
 )
-from nasa_assets.repair import (
+from nasa_assets.dataset.repair import (
     Backoff,
     LastImages,
     LastRun,
@@ -30,8 +28,10 @@ from nasa_assets.repair import (
     page_health,
     plan_repairs,
 )
-from nasa_assets.resources import NasaApiResource
-from nasa_assets.settings import repair_policy_from_env, total_hits_drop_share
+from nasa_assets.defs.jobs import moon_images_job
+from nasa_assets.defs.resources import NasaApiResource
+from nasa_assets.defs.settings import repair_policy_from_env, total_hits_drop_share
+from nasa_assets.nasa.client import NasaApiError
 
 INTERVAL_VARIABLE = "NASA_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 3600

@@ -4,7 +4,7 @@ import hashlib
 import re
 from urllib.parse import unquote, urlsplit
 
-IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "gif", "webp"}
+from nasa_assets.nasa.renditions import IMAGE_EXTENSIONS
 
 # A nasa_id made only of these characters is used verbatim. Anything else gets a slug plus a
 # hash, joined by "~", which a verbatim id can never contain: the two forms cannot collide.
@@ -39,3 +39,7 @@ def image_key(nasa_id: str, url: str) -> str:
 
 def table_key(table: str, partition: str | None = None) -> str:
     return f"{table}/{partition}.parquet" if partition else f"{table}.parquet"
+
+
+MANIFEST_KEY = table_key("moon_dataset")  # moon_dataset.parquet
+CARD_KEY = "README.md"

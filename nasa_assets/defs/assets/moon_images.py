@@ -6,20 +6,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 
-from nasa_assets import tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
-from nasa_assets.assets.sampled_manifest import MANIFEST_VALID
-from nasa_assets.imaging import (
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.imaging import (
     ImageFacts,
     ImageRejected,
-    download_to_store,
     sha256_of,
     source_digest,
 )
-from nasa_assets.keys import table_key
+from nasa_assets.dataset.keys import table_key
+from nasa_assets.defs.assets.pages import (
+    PAGE_ASSET_OPTIONS,
+    by_page,
+    record_page_metadata,
+    single_or_dict,
+)
+from nasa_assets.defs.assets.sampled_manifest import MANIFEST_VALID
+from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts, upgraded, url_block_reason
-from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.storage import LocalStore, ObjectStore
 
 IMAGES_COMPLETE = "images_complete"

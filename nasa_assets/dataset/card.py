@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 
-from nasa_assets.tables import SCHEMAS
+from nasa_assets.dataset.tables import SCHEMAS
 
 NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
 NASA_API_HOST = "images-api.nasa.gov"

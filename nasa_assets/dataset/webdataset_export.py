@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from nasa_assets import tables
-from nasa_assets.captions import caption
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.captions import caption
 from nasa_assets.storage import ObjectStore
 
 PREFIX = "webdataset"

@@ -1,6 +1,4 @@
-"""Search pages as static partitions: the API answers at most 10,000 hits, 100 pages of 100."""
-
-import dagster as dg
+"""Search pages: the API answers at most 10,000 hits, 100 pages of 100."""
 
 PAGE_SIZE = 100
 MAX_HITS = 10_000
@@ -17,8 +15,6 @@ def page_number(key: str) -> int:
 
 
 PAGE_KEYS = [page_key(p) for p in range(1, MAX_PAGES + 1)]
-
-search_pages = dg.StaticPartitionsDefinition(PAGE_KEYS)
 
 
 def parse_page_range(spec: str) -> list[str]:

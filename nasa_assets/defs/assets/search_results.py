@@ -1,10 +1,10 @@
 import dagster as dg
 
-from nasa_assets import tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, record_page_metadata, single_or_dict
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
+from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, record_page_metadata, single_or_dict
+from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
-from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_number
-from nasa_assets.resources import NasaApiResource
 
 
 def fetch_checked_page(client, query: str, key: str, log, run_pages: int = 1) -> SearchPage:

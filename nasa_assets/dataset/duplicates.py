@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -18,9 +17,8 @@ from typing import BinaryIO
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Importing imaging sets Pillow's pixel limit to the one ingestion validated against.
-from nasa_assets.imaging import MAX_PIXELS  # noqa: F401
-from nasa_assets.sampling import split_for
+from nasa_assets.dataset.imaging import open_image
+from nasa_assets.dataset.sampling import split_for
 from nasa_assets.storage import ObjectStore
 
 HASH_BITS = 64
@@ -44,16 +42,13 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from half the limit; ingestion already accepted these files.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                if draft:
-                    # pHash uses luminance only: "L" lets the JPEG decoder skip the colour planes.
-                    image.draft("L", (DRAFT_SIZE, DRAFT_SIZE))
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-                return str(imagehash.phash(upright))
+        with open_image(source) as image:  # the limit ingestion applied, not Pillow's
+            if draft:
+                # pHash uses luminance only: "L" lets the JPEG decoder skip the colour planes.
+                image.draft("L", (DRAFT_SIZE, DRAFT_SIZE))
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return str(imagehash.phash(upright))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
         name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
         raise ValueError(

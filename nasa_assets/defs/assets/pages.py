@@ -5,7 +5,7 @@ import warnings
 import dagster as dg
 import pandas as pd
 
-from nasa_assets.partitions import search_pages
+from nasa_assets.defs.partitions import search_pages
 
 # backfill_policy is a beta parameter in Dagster 1.13. Single-run page ranges are deliberate
 # (a 100-page backfill is one process), so its notice is silenced here, by its exact text.

@@ -2,16 +2,11 @@
 
 import hashlib
 import io
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 
-import requests
 from PIL import Image
 
-from nasa_assets.nasa.breaker import UNAVAILABLE, Breaker
-from nasa_assets.nasa.client import TRANSIENT_ERRORS, DeadlineExceeded, FetchError, NasaClient
-from nasa_assets.storage import ObjectStore
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger bodies go to a temporary file while downloading
 HEADER_PROBES = (64 * 1024, 512 * 1024, 4 * 1024 * 1024)  # where EXIF-heavy JPEGs put their SOF
@@ -165,6 +160,14 @@ def read_header(head) -> tuple[int, int, str] | None:
         except Exception:
             return None
     return width, height, fmt
+
+
+def open_image(source) -> Image.Image:
+    """Image.open under this module's pixel rule: files up to MAX_PIXELS open without Pillow's
+    warning from half of it (ingestion already accepted them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
 
 
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
@@ -334,53 +337,3 @@ def sha256_of(chunks) -> str:
     for chunk in chunks:
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def download_to_store(
-    client: NasaClient, store: ObjectStore, url: str, key: str, max_bytes: int, attempts: int = 3,
-    breaker: Breaker | None = None,
-) -> ImageFacts:
-    """Download `url` into `store` under `key`; nothing is stored unless the whole file arrived
-    and passed validation.
-
-    A transfer that breaks off mid-body (reset, stall past the read timeout, fewer bytes than
-    Content-Length, longer than the client's download_timeout) is retried from the start, at most
-    `attempts` times, after the client's backoff with jitter. Errors before the body (HTTP 429/5xx,
-    no connection) were already retried by the client and are final here, so retries do not
-    multiply. `breaker`, shared by a step's downloads, stops them when the host is down."""
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            if breaker is not None and breaker.down:
-                raise FetchError(UNAVAILABLE)
-            client.pause(attempt - 1)
-        try:
-            return _download_once(client, store, url, key, max_bytes, breaker)
-        except DeadlineExceeded as error:
-            problem = str(error)
-        except TRANSIENT_ERRORS as error:
-            problem = f"transfer interrupted ({type(error).__name__})"
-        except requests.RequestException as error:  # its message may carry the URL
-            raise FetchError(f"request failed ({type(error).__name__})") from None
-    raise FetchError(f"{problem}; gave up after {attempts} attempts", transient=True)
-
-
-def _download_once(client, store, url, key, max_bytes, breaker) -> ImageFacts:
-    response = client.open_file(url, breaker)
-    with response:
-        declared = response.headers.get("Content-Length", "").strip()
-        declared = int(declared) if declared.isascii() and declared.isdigit() else None
-        if declared is not None and declared > max_bytes:
-            raise ImageRejected(f"larger than MAX_IMAGE_BYTES ({declared} > {max_bytes} bytes)")
-        meter = ImageMeter(max_bytes)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            if declared is not None and declared > SPOOL_IN_MEMORY:
-                spool.rollover()  # straight to disk: no 4 MB buffer per stream, no copy at rollover
-            for chunk in client.iter_body(response, breaker=breaker):
-                meter.feed(chunk)
-                spool.write(chunk)
-            facts = meter.finish(whole_file=spool)
-            spool.seek(0)
-            store.put_file(key, spool, content_type=CONTENT_TYPES[facts.format],
-                           metadata=facts.as_metadata() | {"source": source_digest(url)})
-    return facts

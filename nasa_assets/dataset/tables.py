@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from nasa_assets.storage import ObjectStore
+
 _TS = pa.timestamp("us", tz="UTC")
 
 SEARCH_FIELDS = [
@@ -76,3 +78,8 @@ def to_arrow(table: str | None, df: pd.DataFrame) -> pa.Table:
         schema = SCHEMAS[table]
         return pa.Table.from_pandas(df[[f.name for f in schema]], schema=schema, preserve_index=False)
     return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def write_table(store: ObjectStore, key: str, table: str | None, df: pd.DataFrame) -> None:
+    """Write `df` as Parquet under `key`; a known `table` keeps its exact schema."""
+    store.write_parquet(key, to_arrow(table, df))

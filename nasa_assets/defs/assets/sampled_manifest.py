@@ -3,13 +3,18 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 
-from nasa_assets import manifest, tables
-from nasa_assets.assets.pages import PAGE_ASSET_OPTIONS, by_page, record_page_metadata, single_or_dict
-from nasa_assets.keys import table_key
+from nasa_assets.dataset import manifest, tables
+from nasa_assets.dataset.keys import table_key
+from nasa_assets.dataset.validation import manifest_problems, rejection_budget
+from nasa_assets.defs.assets.pages import (
+    PAGE_ASSET_OPTIONS,
+    by_page,
+    record_page_metadata,
+    single_or_dict,
+)
+from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts
-from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
-from nasa_assets.validation import manifest_problems, rejection_budget
 
 MANIFEST_VALID = "manifest_valid"
 
@@ -118,7 +123,8 @@ def sampled_manifest(
                 rejected.append(manifest.rejected_row(row, reason))
         frames[key] = tables.frame("sampled_manifest", kept)
         # Written before the manifest itself, and always, so a rerun replaces stale rejections.
-        store.write_parquet(table_key("rejected", key), tables.frame("rejected", rejected), table="rejected")
+        rejected_rows = tables.frame("rejected", rejected)
+        tables.write_table(store, table_key("rejected", key), "rejected", rejected_rows)
         per_page[key] = {"items": len(rows), "valid": len(valid), "sampled": len(kept),
                          "rejected": len(rejected), "row_count": len(kept),
                          "unresolved": len(sampled[key]) - len(kept)}

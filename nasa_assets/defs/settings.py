@@ -6,12 +6,11 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from nasa_assets.nasa.renditions import RENDITIONS
-from nasa_assets.nasa.urls import parse_allowed_hosts
-from nasa_assets.partitions import parse_page_range
-from nasa_assets.refresh import DEFAULT_DROP_SHARE
-from nasa_assets.repair import RepairPolicy
-from nasa_assets.resources import (
+from nasa_assets.dataset.pages import parse_page_range
+from nasa_assets.dataset.refresh import DEFAULT_DROP_SHARE
+from nasa_assets.dataset.repair import RepairPolicy
+from nasa_assets.defs.io_manager import ParquetIOManager
+from nasa_assets.defs.resources import (
     DEFAULT_SPLIT_FRACTIONS,
     DatasetSettings,
     LocalDatasetStorage,
@@ -19,7 +18,8 @@ from nasa_assets.resources import (
     S3DatasetStorage,
     parse_split_fractions,
 )
-from nasa_assets.storage.io_manager import ParquetIOManager
+from nasa_assets.nasa.renditions import RENDITIONS
+from nasa_assets.nasa.urls import parse_allowed_hosts
 
 
 def _secret(env: Mapping[str, str], name: str):

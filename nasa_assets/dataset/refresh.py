@@ -42,7 +42,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from nasa_assets.partitions import MAX_PAGES, PAGE_SIZE, page_key
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_key
 
 CURSOR_VERSION = 3
 # Version 1 cursors (no watched page) are read with the watch at page 2; versions 1 and 2 (no

@@ -7,13 +7,20 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from nasa_assets import tables
-from nasa_assets.card import CardFacts, Summary, human_bytes, page_ranges, render_card, summarize
-from nasa_assets.dataset import CARD_KEY, MANIFEST_KEY
-from nasa_assets.imaging import sha256_of
-from nasa_assets.partitions import MAX_PAGES, page_number
-from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
-from nasa_assets.sampling import split_for
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.card import (
+    CardFacts,
+    Summary,
+    human_bytes,
+    page_ranges,
+    render_card,
+    summarize,
+)
+from nasa_assets.dataset.imaging import sha256_of
+from nasa_assets.dataset.keys import CARD_KEY, MANIFEST_KEY
+from nasa_assets.dataset.pages import MAX_PAGES, page_number
+from nasa_assets.dataset.sampling import split_for
+from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.storage import ObjectStore
 
 UNIQUE_NASA_ID = "unique_nasa_id"
