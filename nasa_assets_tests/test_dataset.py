@@ -17,12 +17,7 @@ from nasa_assets.dataset import iter_images, load_manifest
 from nasa_assets.dataset.imaging import MAX_PIXELS
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.dataset.tables import SCHEMAS, frame
-from nasa_assets.defs.assets.moon_dataset import (
-    build_manifest,
-    moon_dataset,
-    pages_of,
-    preview_grid,
-)
+from nasa_assets.defs.assets.moon_dataset import build_manifest, moon_dataset, preview_grid
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
@@ -344,13 +339,6 @@ def test_build_manifest_falls_back_to_another_page_for_metadata():
     table, stats = build_manifest(images, manifests, FRACTIONS)
     assert list(table["title"].fillna("-")) == ["p1 c", "-"]
     assert stats["without_metadata"] == 1
-
-
-def test_pages_of_handles_dicts_bare_tables_and_nothing():
-    one = _images([("a", "stored")])
-    assert list(pages_of({"0002": one, "0001": one, "0003": None}, [])) == ["0001", "0002"]
-    assert list(pages_of(one, ["0007"])) == ["0007"]
-    assert pages_of(None, []) == {}
 
 
 def test_preview_grid_links_images():

@@ -1,83 +1,81 @@
-"""Parquet IO manager over the dataset's ObjectStore, in the shape of dagster-aws's S3 managers:
-UPathIOManager builds the keys (<asset>/<partition>.parquet), the store does the I/O."""
+"""Parquet tables under the dataset root, through the dataset's ObjectStore.
+
+Two things are decided here and nowhere else. Where a table lives: `table_path` derives it from the
+asset key, for this IO manager and for the assets that read an earlier table themselves, so a key
+prefix moves both alike. And "one page or many": a run may cover a range of pages (a 100-page
+backfill is one process), so a page-partitioned asset always hands over, and always receives,
+{page key: DataFrame}, also when the run has one page."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pandas as pd
-from upath import UPath
 
 from nasa_assets.dataset import tables
+from nasa_assets.dataset.keys import table_key
 from nasa_assets.defs.resources import DatasetStorage
-from nasa_assets.storage.base import ObjectStore
+from nasa_assets.storage import ObjectStore
 
 IO_THREADS = 8
 
 
-class ParquetStoreIOManager(dg.UPathIOManager):
-    extension = ".parquet"
+def table_path(asset_key: dg.AssetKey, page: str | None = None) -> str:
+    """The store key of an asset's table: `<key path>/<page>.parquet`, or `<key path>.parquet`
+    when the asset is not partitioned."""
+    return table_key("/".join(asset_key.path), page)
 
+
+def sibling(asset_key: dg.AssetKey, name: str) -> dg.AssetKey:
+    """The asset (or side table) `name` under the same key prefix as `asset_key`."""
+    return dg.AssetKey([*asset_key.path[:-1], name])
+
+
+class ParquetStoreIOManager(dg.IOManager):
     def __init__(self, store: ObjectStore):
         self.store = store
-        # A relative local UPath is only a key builder; no file is touched through it.
-        super().__init__(base_path=UPath("."))
-
-    def make_directory(self, path: UPath) -> None:
-        return None
-
-    def path_exists(self, path: UPath) -> bool:
-        return self.store.exists(path.as_posix())
-
-    def unlink(self, path: UPath) -> None:
-        self.store.delete(path.as_posix())
-
-    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        tables.write_table(self.store, path.as_posix(), context.asset_key.path[-1], obj)
-
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
-        return self.store.read_parquet(path.as_posix())  # FileNotFoundError when absent
-
-    def load_partitions(self, context: dg.InputContext):
-        """Several pages: one listing finds the stored ones, and with allow_missing_partitions
-        the rest are skipped with one log line instead of one warning per page."""
-        paths = self._get_paths_for_partitions(context)
-        if len(paths) == 1:
-            return super().load_partitions(context)
-        if (context.definition_metadata or {}).get("allow_missing_partitions", False):
-            folder = next(iter(paths.values())).parent.as_posix()
-            present = set(self.store.sizes(folder + "/"))
-            missing = {k for k, p in paths.items() if p.as_posix() not in present}
-            if missing:
-                context.log.info(f"{folder}: {len(missing)} of {len(paths)} pages not materialized yet, skipped")
-            paths = {k: p for k, p in paths.items() if k not in missing}
-        # Reads are network round trips: fetch the pages concurrently.
-        with ThreadPoolExecutor(max_workers=max(1, min(IO_THREADS, len(paths)))) as pool:
-            frames = pool.map(lambda path: self.load_from_path(context, path), paths.values())
-            return dict(sorted(zip(paths, frames)))
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        """Unlike the stock manager, a single run may cover several pages (a single-run
-        backfill): the asset then returns {partition_key: DataFrame}, one object per page."""
+        name = context.asset_key.path[-1]
         if not context.has_asset_partitions:
-            # Not the stock handler: its "path" entry would be relative to nowhere (the UPath
-            # here only builds keys); the absolute URI is what a user can open.
-            path = self._get_path(context)
-            self.dump_to_path(context, obj, path)
-            context.add_output_metadata({"uri": dg.MetadataValue.path(self.store.uri(path.as_posix()))})
+            key = table_path(context.asset_key)
+            tables.write_table(self.store, key, name, obj)
+            context.add_output_metadata({"uri": dg.MetadataValue.path(self.store.uri(key))})
             return
-        paths = self._get_paths_for_partitions(context)
-        frames = obj if isinstance(obj, dict) else {next(iter(paths)): obj}
-        if set(frames) != set(paths):
+        pages = sorted(context.asset_partition_keys)
+        if not isinstance(obj, dict) or set(obj) != set(pages):
+            returned = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
             raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()} returned pages {sorted(frames)} "
-                f"for partitions {sorted(paths)}"
+                f"{context.asset_key.to_user_string()} must return {{page: table}} for pages "
+                f"{pages}; it returned {returned}"
             )
-        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(paths))) as pool:
-            list(pool.map(lambda key: self.dump_to_path(context, frames[key], paths[key]), paths))
-        uris = [self.store.uri(paths[k].as_posix()) for k in sorted(paths)]
+        keys = {page: table_path(context.asset_key, page) for page in pages}
+        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(pages))) as pool:
+            list(pool.map(lambda p: tables.write_table(self.store, keys[p], name, obj[p]), pages))
+        uris = [self.store.uri(keys[page]) for page in pages]
         context.add_output_metadata({
-            "uri": dg.MetadataValue.path(uris[0]) if len(uris) == 1 else dg.MetadataValue.json(uris),
+            "uri": dg.MetadataValue.path(uris[0]) if len(uris) == 1 else dg.MetadataValue.json(uris)
         })
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """A table, or {page: table} of a page-partitioned asset. With allow_missing_partitions,
+        pages never materialized are skipped: one listing finds them, one log line counts them."""
+        if not context.has_asset_partitions:
+            # FileNotFoundError when absent
+            return self.store.read_parquet(table_path(context.asset_key))
+        pages = sorted(context.asset_partition_keys)
+        keys = {page: table_path(context.asset_key, page) for page in pages}
+        if (context.definition_metadata or {}).get("allow_missing_partitions", False):
+            folder = table_path(context.asset_key, "-").rpartition("/")[0] + "/"
+            present = set(self.store.sizes(folder))
+            missing = [page for page, key in keys.items() if key not in present]
+            if missing:
+                context.log.info(
+                    f"{folder}: {len(missing)} of {len(keys)} pages not materialized yet, skipped"
+                )
+            keys = {page: key for page, key in keys.items() if key in present}
+        # Reads are network round trips: fetch the pages concurrently.
+        with ThreadPoolExecutor(max_workers=max(1, min(IO_THREADS, len(keys)))) as pool:
+            return dict(zip(keys, pool.map(self.store.read_parquet, keys.values())))
 
 
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):

@@ -17,9 +17,10 @@ from nasa_assets.dataset.card import (
     summarize,
 )
 from nasa_assets.dataset.imaging import sha256_of
-from nasa_assets.dataset.keys import CARD_KEY, MANIFEST_KEY
+from nasa_assets.dataset.keys import CARD_KEY
 from nasa_assets.dataset.pages import MAX_PAGES, page_number
 from nasa_assets.dataset.sampling import split_for
+from nasa_assets.defs.io_manager import table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.storage import ObjectStore
 
@@ -59,16 +60,6 @@ class MoonDatasetConfig(dg.Config):
         False, description="Publish the table even when it has fewer rows than the published one "
         "by more than MAX_DATASET_SHRINK: a person's acceptance of a real shrink, for this run only.",
     )
-
-
-def pages_of(loaded, keys: list[str]) -> dict[str, pd.DataFrame]:
-    """Upstream pages as {page key: table}, in page order. The IO manager passes a dict of the
-    pages it found, or a bare table when only one page was asked for (`keys` has it)."""
-    if loaded is None:
-        return {}
-    if isinstance(loaded, dict):
-        return {k: v for k, v in sorted(loaded.items()) if v is not None}
-    return {keys[0]: loaded}
 
 
 def build_manifest(
@@ -121,11 +112,11 @@ def build_manifest(
     return tables.frame("moon_dataset", rows), stats
 
 
-def published_row_count(store: ObjectStore) -> int | None:
-    """Rows of the moon_dataset.parquet consumers are served now; None when there is none (or it
+def published_row_count(store: ObjectStore, table: str) -> int | None:
+    """Rows of the moon_dataset table consumers are served now; None when there is none (or it
     cannot be read, so there is nothing to protect)."""
     try:
-        return len(store.read_parquet(MANIFEST_KEY))
+        return len(store.read_parquet(table))
     except (FileNotFoundError, ValueError):
         return None
 
@@ -233,7 +224,7 @@ def preview_grid(manifest: pd.DataFrame, limit: int = PREVIEW_IMAGES, per_row: i
 
 
 def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
-              store: ObjectStore) -> dict:
+              store: ObjectStore, table: str) -> dict:
     return {
         "row_count": summary.images,
         "per_split": dg.MetadataValue.json(summary.per_split),
@@ -251,7 +242,7 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
         "images_not_stored": stats["not_stored"],
         "rows_without_metadata": stats["without_metadata"],
         "preview": dg.MetadataValue.md(preview_grid(manifest)),
-        "dataset_uri": dg.MetadataValue.path(store.uri(MANIFEST_KEY)),
+        "dataset_uri": dg.MetadataValue.path(store.uri(table)),
         "card_uri": dg.MetadataValue.path(store.uri(CARD_KEY)),
     }
 
@@ -294,8 +285,7 @@ def moon_dataset(
     by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
     store = storage.store()
     fractions = settings.splits()
-    images = pages_of(moon_images, context.asset_partition_keys_for_input("moon_images"))
-    manifests = pages_of(sampled_manifest, context.asset_partition_keys_for_input("sampled_manifest"))
+    images, manifests = moon_images, sampled_manifest  # {page: table} of the pages materialized
     sizes = store.sizes("images/")  # one listing, not a request per image
     manifest, stats = build_manifest(images, manifests, fractions, sizes)
     included = sorted(images)
@@ -303,7 +293,8 @@ def moon_dataset(
     context.log.info(
         f"{summary.images} images from {len(included)} pages ({page_ranges(included)}); {stats}"
     )
-    shrink = check_shrink(published_row_count(store), len(manifest), settings.max_dataset_shrink,
+    table = table_path(context.asset_key)
+    shrink = check_shrink(published_row_count(store, table), len(manifest), settings.max_dataset_shrink,
                           config.accept_shrink)
     checks = [
         shrink,
@@ -315,7 +306,7 @@ def moon_dataset(
         context.log.error(shrink.description)
         yield from checks  # the blocking check fails the run; consumers keep the published table
         return
-    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store))
+    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, table))
     # The IO manager has stored the table by now: the card describes a table that exists.
     facts = CardFacts(
         root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,

@@ -14,14 +14,9 @@ from nasa_assets.dataset.imaging import (
     sha256_of,
     source_digest,
 )
-from nasa_assets.dataset.keys import table_key
-from nasa_assets.defs.assets.pages import (
-    PAGE_ASSET_OPTIONS,
-    by_page,
-    record_page_metadata,
-    single_or_dict,
-)
+from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.assets.sampled_manifest import MANIFEST_VALID
+from nasa_assets.defs.io_manager import table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts, upgraded, url_block_reason
@@ -76,10 +71,10 @@ class Progress:
                 f"{self.counts['stored'] / elapsed:.0f} downloads/s")
 
 
-def _known_facts(store: ObjectStore, page: str) -> dict[str, tuple[ImageFacts, str]]:
-    """(facts, source URL) recorded by an earlier materialization of this page, by image key."""
+def _known_facts(store: ObjectStore, table: str) -> dict[str, tuple[ImageFacts, str]]:
+    """(facts, source URL) recorded by an earlier materialization of a page, by image key."""
     try:
-        previous = store.read_parquet(table_key("moon_images", page))
+        previous = store.read_parquet(table)
     except (FileNotFoundError, ValueError):  # never materialized, or unreadable: no shortcut
         return {}
     previous = previous[previous["status"].isin(STORED)]
@@ -199,7 +194,7 @@ def moon_images(
 
     Images already in storage are not downloaded again (status already_stored). A page whose
     latest manifest did not pass manifest_valid is refused, also in a run of moon_images alone."""
-    manifests = by_page(context, sampled_manifest)
+    manifests = sampled_manifest
     manifest_key = context.asset_key_for_input("sampled_manifest")
     refused = refused_pages(context.instance, manifest_key, manifests)
     if refused:
@@ -248,7 +243,7 @@ def moon_images(
         # One listing for the whole step (not one request per image), while the earlier tables
         # are read. Keys derive from nasa_id alone: a fact recorded on any page holds on another.
         listing = pool.submit(store.sizes, "images/")
-        earlier = [pool.submit(_known_facts, store, page) for page in manifests]
+        earlier = [pool.submit(_known_facts, store, table_path(context.asset_key, page)) for page in manifests]
         existing.update(listing.result())
         for table in earlier:
             known.update(table.result())
@@ -278,10 +273,10 @@ def moon_images(
         combined = pd.concat(frames.values(), ignore_index=True)
         check = _completeness(store, manifests, combined, settings.max_failed_fraction, existing, pool)
     context.log.info(f"moon_images done; {progress.line()}; file host: {breaker.metadata()}")
-    record_page_metadata(context, {page: _counts(frame) for page, frame in frames.items()})
-    yield dg.Output(
-        single_or_dict(frames),
-        metadata={
+    per_page = {page: _counts(frame) for page, frame in frames.items()}
+    yield page_output(
+        context, frames, per_page,
+        {
             "download_mb_per_s": round(progress.bytes / 1e6 / max(time.monotonic() - progress.started, 1e-6), 2),
             "images_root": store.uri("images/"),
             **breaker.metadata(),

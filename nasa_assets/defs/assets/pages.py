@@ -1,4 +1,4 @@
-"""Helpers shared by the page-partitioned assets."""
+"""What the page-partitioned assets share: their options and the shape of their Output."""
 
 import warnings
 
@@ -11,7 +11,8 @@ from nasa_assets.defs.partitions import search_pages
 # (a 100-page backfill is one process), so its notice is silenced here, by its exact text.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
-# One run may cover a whole page range (a 100-page backfill is one process, not 100).
+# One run may cover a whole page range (a 100-page backfill is one process, not 100); the IO
+# manager (defs/io_manager.py) then hands over and stores {page: table}.
 PAGE_ASSET_OPTIONS = dict(
     partitions_def=search_pages,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -19,20 +20,13 @@ PAGE_ASSET_OPTIONS = dict(
 )
 
 
-def by_page(context: dg.AssetExecutionContext, loaded) -> dict[str, pd.DataFrame]:
-    """Upstream input as {page key: table}; Dagster passes a bare table for a single page."""
-    if isinstance(loaded, dict):
-        return dict(sorted(loaded.items()))
-    return {context.partition_keys[0]: loaded}
-
-
-def single_or_dict(frames: dict[str, pd.DataFrame]):
-    return next(iter(frames.values())) if len(frames) == 1 else frames
-
-
-def record_page_metadata(context: dg.AssetExecutionContext, per_page: dict[str, dict]) -> None:
-    """Each page's own figures on its own materialization. A range run records one
-    materialization per page, and the step's Output metadata is copied onto every one of them,
-    so that metadata keeps only what holds for the whole step."""
-    for key, metadata in per_page.items():
-        context.add_asset_metadata(metadata, partition_key=key)
+def page_output(
+    context: dg.AssetExecutionContext, frames: dict[str, pd.DataFrame], per_page: dict[str, dict],
+    metadata: dict,
+) -> dg.Output:
+    """{page: table} for the IO manager, with each page's own figures on its own materialization.
+    A range run records one materialization per page and copies the Output's `metadata` onto
+    every one of them, so `metadata` holds only what is true of the whole step."""
+    for key, figures in per_page.items():
+        context.add_asset_metadata(figures, partition_key=key)
+    return dg.Output(frames, metadata=metadata)

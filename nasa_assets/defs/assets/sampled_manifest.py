@@ -4,14 +4,9 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets.dataset import manifest, tables
-from nasa_assets.dataset.keys import table_key
 from nasa_assets.dataset.validation import manifest_problems, rejection_budget
-from nasa_assets.defs.assets.pages import (
-    PAGE_ASSET_OPTIONS,
-    by_page,
-    record_page_metadata,
-    single_or_dict,
-)
+from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
+from nasa_assets.defs.io_manager import sibling, table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.client import FetchError
 from nasa_assets.nasa.urls import parse_allowed_hosts
@@ -20,7 +15,7 @@ MANIFEST_VALID = "manifest_valid"
 
 
 def _earlier_choices(
-    pool: ThreadPoolExecutor, store, pages: list[str]
+    pool: ThreadPoolExecutor, store, asset_key: dg.AssetKey, pages: list[str]
 ) -> tuple[dict[str, tuple[str, str, str]], int]:
     """nasa_id -> (raw, rendition, image_url) from the manifests these pages had before, read
     concurrently; an item that moved to another page of the run is found too. A URL whose download
@@ -32,7 +27,7 @@ def _earlier_choices(
         except (FileNotFoundError, ValueError):  # never materialized, or unreadable: look up again
             return None
 
-    keys = [table_key(table, page) for table in ("sampled_manifest", "moon_images") for page in pages]
+    keys = [table_path(key, page) for key in (asset_key, sibling(asset_key, "moon_images")) for page in pages]
     frames = list(pool.map(read, keys))
     choices, images = {}, []
     for earlier in frames[:len(pages)]:
@@ -97,12 +92,13 @@ def sampled_manifest(
     client, store = nasa.client(), storage.store()
     breaker = client.new_breaker()  # one per step: an outage stops all of its look-ups
     allowed = parse_allowed_hosts(nasa.allowed_hosts)
-    pages = {key: tables.records(results) for key, results in by_page(context, search_results).items()}
+    pages = {key: tables.records(results) for key, results in search_results.items()}
+    rejected_key = sibling(context.asset_key, "rejected")
     screened = {key: manifest.screen(rows) for key, rows in pages.items()}
     sampled = {key: manifest.sample(valid, settings.sampling_factor) for key, (valid, _) in screened.items()}
     # One pool for all pages of the run, so look-ups of a page range have no tail per page.
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
-        earlier, forgotten = _earlier_choices(pool, store, list(pages))
+        earlier, forgotten = _earlier_choices(pool, store, context.asset_key, list(pages))
         resolved = iter(_resolve_renditions(
             pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition,
             breaker,
@@ -124,7 +120,7 @@ def sampled_manifest(
         frames[key] = tables.frame("sampled_manifest", kept)
         # Written before the manifest itself, and always, so a rerun replaces stale rejections.
         rejected_rows = tables.frame("rejected", rejected)
-        tables.write_table(store, table_key("rejected", key), "rejected", rejected_rows)
+        tables.write_table(store, table_path(rejected_key, key), "rejected", rejected_rows)
         per_page[key] = {"items": len(rows), "valid": len(valid), "sampled": len(kept),
                          "rejected": len(rejected), "row_count": len(kept),
                          "unresolved": len(sampled[key]) - len(kept)}
@@ -139,13 +135,11 @@ def sampled_manifest(
     budget, rejected_share, unresolved_share = rejection_budget(per_page, settings.max_rejected_fraction)
     problems += budget
     reasons = manifest.reason_counts(all_rejected)
-    record_page_metadata(context, {
-        k: c | {"rejected_uri": dg.MetadataValue.path(store.uri(table_key("rejected", k)))}
-        for k, c in per_page.items()
-    })
-    yield dg.Output(
-        single_or_dict(frames),
-        metadata={
+    yield page_output(
+        context, frames,
+        {k: c | {"rejected_uri": dg.MetadataValue.path(store.uri(table_path(rejected_key, k)))}
+         for k, c in per_page.items()},
+        {
             "rejected_reasons": reasons,
             # Items whose text the parser cleaned (control characters removed, over-long text cut).
             "normalised": manifest.normalisation_counts([r for rows in pages.values() for r in rows]),

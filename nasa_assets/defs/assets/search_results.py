@@ -2,7 +2,7 @@ import dagster as dg
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
-from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, record_page_metadata, single_or_dict
+from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
 
@@ -46,13 +46,9 @@ def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
         # Past the API's cap the answer carries no total: None, not a made-up number.
         per_page[key] = {"row_count": len(rows), "total_hits": None if page.exhausted else page.total_hits}
         context.log.info(f"page {key}: {len(rows)} items (total_hits {page.total_hits})")
-    record_page_metadata(context, per_page)
-    return dg.Output(
-        single_or_dict(frames),
-        metadata={
-            "query": nasa.query,
-            "pages_in_run": list(frames),
-            "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
-            "api_requests": client.api_requests,
-        },
-    )
+    return page_output(context, frames, per_page, {
+        "query": nasa.query,
+        "pages_in_run": list(frames),
+        "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
+        "api_requests": client.api_requests,
+    })
