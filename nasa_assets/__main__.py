@@ -42,7 +42,7 @@ def run(pages: str, with_dataset: bool = True) -> int:
     import dagster as dg
 
     from nasa_assets.defs.console import concise_console_logger
-    from nasa_assets.defs.jobs import moon_images_job
+    from nasa_assets.defs.jobs import moon_dataset_job, moon_images_job
 
     home = os.getenv("DAGSTER_HOME")
     if home and not os.path.isdir(home):
@@ -52,9 +52,8 @@ def run(pages: str, with_dataset: bool = True) -> int:
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     # The code location's assets and resources, with a console logger that leaves stack traces
     # to the event log.
-    dataset_job = dg.define_asset_job("moon_dataset_build", selection=["moon_dataset"])
     cli_defs = dg.Definitions(
-        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, dataset_job],
+        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, moon_dataset_job],
         loggers={"console": concise_console_logger},
     )
     job = cli_defs.resolve_job_def(moon_images_job.name)
@@ -75,7 +74,7 @@ def run(pages: str, with_dataset: bool = True) -> int:
               "and run again (stored images are not downloaded twice)", file=sys.stderr)
     elif with_dataset:
         # Consolidate every page stored so far: <root>/moon_dataset.parquet and the card.
-        result = cli_defs.resolve_job_def(dataset_job.name).execute_in_process(
+        result = cli_defs.resolve_job_def(moon_dataset_job.name).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
@@ -130,6 +129,8 @@ def _report(result, label: str) -> bool:
         elif name == "sampled_manifest":
             print(f"  {label} sampled_manifest: {meta['sampled']} sampled of {meta['items']}, "
                   f"{meta['rejected']} rejected {meta.get('rejected_reasons') or ''}".rstrip())
+        elif name == "moon_dataset_card":
+            continue  # its URI is on the moon_dataset line
         elif name == "moon_dataset":
             print(f"  {label} moon_dataset: {meta['row_count']} images in "
                   f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")

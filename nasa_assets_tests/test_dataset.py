@@ -18,6 +18,7 @@ from nasa_assets.dataset.imaging import MAX_PIXELS
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.dataset.tables import SCHEMAS, frame
 from nasa_assets.defs.assets.moon_dataset import build_manifest, moon_dataset, preview_grid
+from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
@@ -29,11 +30,12 @@ CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample", "shrink_within_limit"
 
 
 def materialize_dataset(env: dict, instance=None, sample_size: int | None = None):
-    """One run of moon_dataset alone (its upstream pages are read from storage)."""
+    """One run of moon_dataset and its card (the upstream pages are read from storage)."""
     run_config = ({"ops": {"moon_dataset": {"config": {"sha256_sample_size": sample_size}}}}
                   if sample_size is not None else None)
     return dg.materialize(
-        [*PAGE_ASSETS, moon_dataset], selection=[moon_dataset], resources=resources_from_env(env),
+        [*PAGE_ASSETS, moon_dataset, moon_dataset_card], selection=[moon_dataset, moon_dataset_card],
+        resources=resources_from_env(env),
         instance=instance, run_config=run_config, raise_on_error=False,
     )
 

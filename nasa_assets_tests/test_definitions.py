@@ -17,6 +17,9 @@ def test_definitions_load_and_job_resolves():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("moon_images_job")
     assert {n.name for n in job.nodes} == {"search_results", "sampled_manifest", "moon_images"}
+    # The CLI's dataset rebuild runs a job the code location defines, so the UI knows it.
+    dataset_job = defs.resolve_job_def("moon_dataset_job")
+    assert {n.name for n in dataset_job.nodes} == {"moon_dataset", "moon_dataset_card"}
     specs = {key.name: key for key in defs.resolve_asset_graph().asset_check_keys}
     assert set(specs) == {"manifest_valid", "images_complete", "unique_nasa_id", "uris_exist", "sha256_sample",
                           "shrink_within_limit"}
@@ -33,6 +36,7 @@ def test_asset_kinds_name_the_storage_in_use(env, storage_kinds):
     graph = definitions_from_env(env).resolve_asset_graph()
     for name in ("search_results", "sampled_manifest", "moon_images", "moon_dataset"):
         assert graph.get(dg.AssetKey(name)).kinds == {"python", "parquet"} | storage_kinds, name
+    assert graph.get(dg.AssetKey("moon_dataset_card")).kinds == {"python", "markdown"} | storage_kinds
 
 
 def test_defaults_are_local_storage_without_credentials():

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
-from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.dataset.keys import image_key
 from nasa_assets.dataset.manifest import listed_renditions
 from nasa_assets.nasa.client import (

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from nasa_assets.dataset.downloader import download_to_store
-from nasa_assets.defs.assets.moon_images import _row
+from nasa_assets.dataset.downloader import image_row
+from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.nasa.breaker import Breaker
 from nasa_assets.nasa.client import (
     BREAKER_THRESHOLD,
@@ -322,7 +322,7 @@ def test_only_nasas_file_host_is_upgraded_to_https():
         assert upgraded(unchanged) == unchanged
     entry = {"nasa_id": "a", "image_key": "images/a.jpg", "rendition": "large",
              "image_url": "http://images-assets.nasa.gov/image/a/a~large.jpg"}
-    assert _row(entry, "failed", error="x")["source_url"] == "https://images-assets.nasa.gov/image/a/a~large.jpg"
+    assert image_row(entry, "failed", error="x")["source_url"] == "https://images-assets.nasa.gov/image/a/a~large.jpg"
 
 
 @contextlib.contextmanager

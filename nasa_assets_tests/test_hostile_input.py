@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nasa_assets.dataset import manifest, tables
-from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.dataset.imaging import ImageRejected
 from nasa_assets.dataset.keys import image_key
 from nasa_assets.dataset.validation import manifest_problems

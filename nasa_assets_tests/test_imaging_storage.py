@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.downloader import download_to_store
+from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.dataset.imaging import (
     HEADER_PROBES,
     ImageFacts,

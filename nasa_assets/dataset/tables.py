@@ -67,6 +67,10 @@ def _plain(value):
     return value
 
 
+# moon_images statuses whose image is in storage.
+STORED = ("stored", "already_stored")
+
+
 def records(df: pd.DataFrame) -> list[dict]:
     """Rows of a table as dicts of plain Python values (NaN/NaT become None)."""
     return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]

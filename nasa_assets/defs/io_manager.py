@@ -25,6 +25,13 @@ def table_path(asset_key: dg.AssetKey, page: str | None = None) -> str:
     return table_key("/".join(asset_key.path), page)
 
 
+def stored_pages(store: ObjectStore, asset_key: dg.AssetKey, pages: list[str]) -> list[str]:
+    """Those of `pages` whose table of `asset_key` is in storage, found with one listing."""
+    folder = table_path(asset_key, "-").rpartition("/")[0] + "/"
+    present = set(store.sizes(folder))
+    return [page for page in pages if table_path(asset_key, page) in present]
+
+
 def sibling(asset_key: dg.AssetKey, name: str) -> dg.AssetKey:
     """The asset (or side table) `name` under the same key prefix as `asset_key`."""
     return dg.AssetKey([*asset_key.path[:-1], name])
@@ -63,16 +70,13 @@ class ParquetStoreIOManager(dg.IOManager):
             # FileNotFoundError when absent
             return self.store.read_parquet(table_path(context.asset_key))
         pages = sorted(context.asset_partition_keys)
-        keys = {page: table_path(context.asset_key, page) for page in pages}
         if (context.definition_metadata or {}).get("allow_missing_partitions", False):
-            folder = table_path(context.asset_key, "-").rpartition("/")[0] + "/"
-            present = set(self.store.sizes(folder))
-            missing = [page for page, key in keys.items() if key not in present]
-            if missing:
-                context.log.info(
-                    f"{folder}: {len(missing)} of {len(keys)} pages not materialized yet, skipped"
-                )
-            keys = {page: key for page, key in keys.items() if key in present}
+            found = stored_pages(self.store, context.asset_key, pages)
+            if len(found) < len(pages):
+                context.log.info(f"{context.asset_key.to_user_string()}: {len(pages) - len(found)} "
+                                 f"of {len(pages)} pages not materialized yet, skipped")
+            pages = found
+        keys = {page: table_path(context.asset_key, page) for page in pages}
         # Reads are network round trips: fetch the pages concurrently.
         with ThreadPoolExecutor(max_workers=max(1, min(IO_THREADS, len(keys)))) as pool:
             return dict(zip(keys, pool.map(self.store.read_parquet, keys.values())))

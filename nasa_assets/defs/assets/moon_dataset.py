@@ -1,4 +1,4 @@
-"""moon_dataset: every stored image of the pages materialized so far, in one table, with a card."""
+"""moon_dataset: every stored image of the pages materialized so far, in one table."""
 
 import random
 from collections.abc import Mapping
@@ -8,14 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.card import (
-    CardFacts,
-    Summary,
-    human_bytes,
-    page_ranges,
-    render_card,
-    summarize,
-)
+from nasa_assets.dataset.card import Summary, human_bytes, page_ranges, summarize
 from nasa_assets.dataset.imaging import sha256_of
 from nasa_assets.dataset.keys import CARD_KEY
 from nasa_assets.dataset.pages import MAX_PAGES, page_number
@@ -28,7 +21,6 @@ UNIQUE_NASA_ID = "unique_nasa_id"
 URIS_EXIST = "uris_exist"
 SHA256_SAMPLE = "sha256_sample"
 SHRINK_WITHIN_LIMIT = "shrink_within_limit"
-STORED = ("stored", "already_stored")
 PREVIEW_IMAGES = 6
 METADATA_COLUMNS = ("title", "description", "date_created", "center", "keywords", "photographer",
                     "location")
@@ -85,7 +77,7 @@ def build_manifest(
     for page, frame in sorted(images.items()):
         for image in tables.records(frame):
             stats["image_rows"] += 1
-            if image["status"] not in STORED:
+            if image["status"] not in tables.STORED:
                 stats["not_stored"] += 1
                 continue
             candidates.setdefault(image["nasa_id"], []).append((page, image))
@@ -279,7 +271,7 @@ def moon_dataset(
     storage: DatasetStorage,
 ):
     """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
-    metadata and a train/validation/test split; the dataset card is written next to it.
+    metadata and a train/validation/test split; moon_dataset_card describes it in README.md.
 
     Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
     by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
@@ -307,12 +299,4 @@ def moon_dataset(
         yield from checks  # the blocking check fails the run; consumers keep the published table
         return
     yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, table))
-    # The IO manager has stored the table by now: the card describes a table that exists.
-    facts = CardFacts(
-        root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,
-        rendition=settings.rendition, split_fractions=fractions, pages_included=included,
-        pages_missing=MAX_PAGES - len(included), api_base_url=nasa.base_url,
-    )
-    store.put_bytes(CARD_KEY, render_card(summary, facts).encode("utf-8"),
-                    content_type="text/markdown; charset=utf-8")
     yield from checks
