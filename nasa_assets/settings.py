@@ -9,6 +9,7 @@ from nasa_assets.nasa.renditions import RENDITIONS
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.resources import (
     DEFAULT_SPLIT_FRACTIONS,
+    CurationSettings,
     DatasetSettings,
     LocalDatasetStorage,
     NasaApiResource,
@@ -116,4 +117,14 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
         ),
         "storage": storage,
         "io_manager": ParquetIOManager(storage=storage),
+        "curation": curation_from_env(env),
     }
+
+
+def curation_from_env(env: Mapping[str, str]) -> CurationSettings:
+    """Duplicate groups of moon_dataset and the WebDataset export's shard bounds."""
+    return CurationSettings(
+        duplicate_max_distance=_int(env, "DUPLICATE_MAX_DISTANCE", 6, low=0, high=63),
+        webdataset_max_shard_bytes=_int(env, "WEBDATASET_MAX_SHARD_BYTES", 1 << 30, low=1 << 16),
+        webdataset_max_shard_samples=_int(env, "WEBDATASET_MAX_SHARD_SAMPLES", 10_000),
+    )
