@@ -57,8 +57,11 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
                 return str(imagehash.phash(upright))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
         name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+        # Pillow's own message names the stream object (an address), not the file.
+        detail = ("not an image format Pillow can read" if isinstance(error, UnidentifiedImageError)
+                  else error)
         raise ValueError(
-            f"cannot compute a perceptual hash of {name or 'the data'}: {error}"
+            f"cannot compute a perceptual hash of {name or 'the data'}: {detail}"
         ) from None
 
 

@@ -199,6 +199,30 @@ def test_webdataset_export_is_read_back_exactly_and_rebuilt_only_on_change(targe
     assert json.loads(store.get_bytes("webdataset/index.json"))["samples"] == 200
 
 
+def test_an_undecodable_image_has_no_phash_and_a_recorded_reason(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path / "dataset")
+    store = store_of(env)
+    assert materialize_pages(env, "0001").success
+    victim = store.read_parquet("moon_images/0001.parquet").iloc[4]
+    store.put_bytes(victim["image_key"], b"<html>an error page, not an image</html>")
+
+    result = build(env, "moon_dataset", "moon_webdataset")
+    assert result.success  # uris_exist fails (size), but it does not block
+    table = store.read_parquet("moon_dataset.parquet").set_index("nasa_id")
+    assert table["phash"].isna().sum() == 1 and pd.isna(table.loc[victim["nasa_id"], "phash"])
+    assert table.loc[victim["nasa_id"], "duplicate_group"] == victim["nasa_id"]
+    meta = metadata(result, "moon_dataset")
+    assert meta["phash_missing"] == 1
+    assert meta["phash_missing_examples"] == [{
+        "nasa_id": victim["nasa_id"],
+        "reason": "cannot compute a perceptual hash of the data: not an image format Pillow can read"}]
+    # The export leaves it out, saying why.
+    export = metadata(result, "moon_webdataset")
+    assert export["samples"] == 99 and export["skipped"] == 1
+    assert export["skipped_examples"][0]["nasa_id"] == victim["nasa_id"]
+    assert "does not match the manifest" in export["skipped_examples"][0]["reason"]
+
+
 def test_webdataset_export_without_a_dataset_fails_with_a_clear_message(tmp_path, nasa_double):
     result = build(local_env(nasa_double, tmp_path / "empty"), "moon_webdataset")
     assert not result.success
