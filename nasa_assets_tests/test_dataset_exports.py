@@ -16,7 +16,7 @@ from nasa_assets.assets.moon_dataset import (
     check_groups_within_splits,
     moon_dataset,
 )
-from nasa_assets.assets.moon_webdataset import moon_webdataset
+from nasa_assets.assets.moon_webdataset import moon_webdataset, stale_reason
 from nasa_assets.captions import caption
 from nasa_assets.duplicates import phash_of
 from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
@@ -102,11 +102,27 @@ def test_moon_dataset_hashes_groups_copies_and_keeps_them_in_one_split(target, n
     assert {unquote(t) for t in thumbnails} == set(rows.loc[[original, exact, near], "image_key"])
     assert all(store.exists(unquote(t)) for t in thumbnails)
 
-    # A rebuild decodes no image it hashed before, and gives the same table.
+    # A rebuild decodes no image it hashed before, and writes the same bytes (so the export,
+    # which follows the table's sha256, is not rebuilt for nothing).
+    published = store.get_bytes("moon_dataset.parquet")
     again = build(env, "moon_dataset")
     assert (metadata(again, "moon_dataset")["phash_computed"],
             metadata(again, "moon_dataset")["phash_reused"]) == (0, 100)
-    pd.testing.assert_frame_equal(store.read_parquet("moon_dataset.parquet"), table)
+    assert store.get_bytes("moon_dataset.parquet") == published
+
+
+def test_the_hf_loader_carries_the_new_columns(tmp_path, nasa_double):
+    from nasa_assets.dataset import load_hf_dataset
+
+    root = tmp_path / "dataset"
+    env = local_env(nasa_double, root)
+    assert materialize_pages(env, "0001").success
+    assert build(env, "moon_dataset").success
+    table = store_of(env).read_parquet("moon_dataset.parquet")
+    train = table[table["split"] == "train"]
+    ds = load_hf_dataset(root, split="train", cache_dir=tmp_path / "cache")
+    for column in ("nasa_id", "caption", "phash", "duplicate_group"):
+        assert ds[column] == list(train[column]), column
 
 
 def test_the_check_fails_for_a_group_across_splits():
@@ -221,6 +237,25 @@ def test_an_undecodable_image_has_no_phash_and_a_recorded_reason(tmp_path, nasa_
     assert export["samples"] == 99 and export["skipped"] == 1
     assert export["skipped_examples"][0]["nasa_id"] == victim["nasa_id"]
     assert "does not match the manifest" in export["skipped_examples"][0]["reason"]
+
+
+def test_stale_reason_names_what_changed(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put_bytes("webdataset/train/train-000000.tar", b"x" * 10)
+    index = {"format_version": 1, "moon_dataset_sha256": "v1", "max_shard_bytes": 1 << 30,
+             "max_shard_samples": 10, "shards": [{"key": "webdataset/train/train-000000.tar",
+                                                 "bytes": 10}]}
+    assert stale_reason(store, index, "v1", 1 << 30, 10) is None
+    assert stale_reason(store, None, "v1", 1 << 30, 10) == "no export yet"
+    assert stale_reason(store, index, "v2", 1 << 30, 10) == "moon_dataset changed"
+    assert stale_reason(store, index, "v1", 1 << 30, 11).startswith("shard bounds changed")
+    assert stale_reason(store, {**index, "format_version": 0}, "v1", 1 << 30, 10) == (
+        "export format 0 is not 1")
+    store.put_bytes("webdataset/train/train-000000.tar", b"x" * 9)
+    assert stale_reason(store, index, "v1", 1 << 30, 10) == (
+        "1 shards missing or of another size, e.g. webdataset/train/train-000000.tar")
+    store.delete("webdataset/train/train-000000.tar")
+    assert stale_reason(store, index, "v1", 1 << 30, 10).startswith("1 shards missing")
 
 
 def test_webdataset_export_without_a_dataset_fails_with_a_clear_message(tmp_path, nasa_double):

@@ -162,15 +162,20 @@ def add_duplicates(
     Only images whose sha256 is not in `known` are read and hashed, once per distinct file."""
     rows = tables.records(manifest)
     started = time.perf_counter()
+
+    def file_of(row: dict) -> str:
+        return row["sha256"] or row["nasa_id"]
+
     todo: dict[str, dict] = {}
     for row in rows:
         if row["sha256"] not in known:
-            todo.setdefault(row["sha256"] or row["nasa_id"], row)
+            todo.setdefault(file_of(row), row)
     hashes, reasons = phashes_of_stored(store, todo.values(), workers=workers)
     by_file = {**known, **{k: hashes[r["nasa_id"]] for k, r in todo.items()}}
+    why = {k: reasons[r["nasa_id"]] for k, r in todo.items() if r["nasa_id"] in reasons}
     hashed = time.perf_counter()
     for row in rows:
-        row["phash"] = by_file.get(row["sha256"] or row["nasa_id"])
+        row["phash"] = by_file.get(file_of(row))
         row["caption"] = caption(row["title"], row["description"], row["keywords"])
     groups = group_duplicates(rows, threshold)
     splits = assign_splits(groups, fractions)
@@ -185,7 +190,8 @@ def add_duplicates(
         "examples": pairs,
         "hashed": len(todo),
         "reused": sum(1 for r in rows if r["sha256"] in known),
-        "unhashable": [{"nasa_id": i, "reason": r} for i, r in sorted(reasons.items())],
+        "unhashable": [{"nasa_id": r["nasa_id"], "reason": why[file_of(r)]}
+                       for r in rows if file_of(r) in why],
         "hash_seconds": round(hashed - started, 3),
         "group_seconds": round(time.perf_counter() - hashed, 3),
     }
