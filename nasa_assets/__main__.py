@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialize moon_images_job for a page range")
     run_parser.add_argument("--pages", default="0001", help="1, 1-5, 0001...0005 or 1,3,7 (default 0001)")
     run_parser.add_argument(
-        "--no-dataset", action="store_true", help="skip rebuilding moon_dataset and its card afterwards"
+        "--no-dataset", action="store_true", help="skip rebuilding moon_dataset, its card and its WebDataset export afterwards"
     )
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env", override=False)

@@ -327,6 +327,11 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "Without it: `pandas.read_parquet` on `moon_dataset.parquet`, and each image at "
         "`<this folder>/<image_key>`.",
         "",
+        "For training: `nasa_assets.dataset.load_hf_dataset(root, split=...)` gives a Hugging Face "
+        "`datasets.Dataset` (extra `hf`), and once the asset `moon_webdataset` has run, "
+        "`webdataset/index.json` lists WebDataset tar shards per split (`<key>.jpg` + "
+        "`<key>.json` with the caption).",
+        "",
         "## NASA media usage guidelines (a note, not legal advice)",
         "",
         ("These images come from NASA." if source.is_nasa else
