@@ -5,6 +5,7 @@ Pure functions: a manifest DataFrame and a few facts in, numbers and Markdown ou
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -207,8 +208,9 @@ THUMBNAIL_WIDTH = 160
 def _thumbnail(nasa_id: str, image_key: str) -> str:
     # Relative to the card, so a copied folder or prefix keeps working.
     src = quote(image_key)
-    return (f'<a href="{src}"><img src="{src}" width="{THUMBNAIL_WIDTH}" alt="{_cell(nasa_id)}">'
-            f"</a><br>`{_cell(nasa_id)}`")
+    alt = html.escape(_cell(nasa_id), quote=True)
+    return (f'<a href="{src}"><img src="{src}" width="{THUMBNAIL_WIDTH}" alt="{alt}"></a>'
+            f"<br>`{_cell(nasa_id)}`")
 
 
 def duplicates_section(facts: CardFacts) -> list[str]:
