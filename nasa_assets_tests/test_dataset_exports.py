@@ -136,6 +136,36 @@ def test_the_check_fails_for_a_group_across_splits():
     assert check_groups_within_splits(frame).passed
 
 
+def test_a_group_across_splits_blocks_publication_and_the_export(tmp_path, nasa_double, monkeypatch):
+    from nasa_assets.assets import moon_dataset as module
+
+    env = local_env(nasa_double, tmp_path / "dataset")
+    store = store_of(env)
+    original, exact, near = plant_copies(nasa_double)
+    assert materialize_pages(env, "0001").success
+    assert build(env, "moon_dataset").success
+    published = store.get_bytes("moon_dataset.parquet")
+    card = store.get_bytes("README.md")
+
+    # A grouping bug, simulated: one member of the planted group drawn into another split.
+    def leaky(groups, fractions, seed=None):
+        splits = {i: split_for(g, fractions) for i, g in groups.items()}
+        splits[near] = next(name for name in fractions if name != splits[near])
+        return splits
+
+    monkeypatch.setattr(module, "assign_splits", leaky)
+    result = build(env, "moon_dataset", "moon_webdataset")
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks[NO_GROUP_ACROSS_SPLITS].passed
+    assert checks[NO_GROUP_ACROSS_SPLITS].metadata["examples"].value[0]["duplicate_group"] == min(
+        original, exact, near)
+    assert not result.get_asset_materialization_events()
+    assert store.get_bytes("moon_dataset.parquet") == published
+    assert store.get_bytes("README.md") == card
+    assert not store.exists("webdataset/index.json")
+
+
 def _shards(store, index) -> dict[str, dict]:
     """Every sample of every listed shard, read by the webdataset library, by nasa_id."""
     if isinstance(store, LocalStore):
