@@ -5,6 +5,7 @@ import dagster as dg
 
 from nasa_assets.assets.moon_dataset import moon_dataset
 from nasa_assets.assets.moon_images import moon_images
+from nasa_assets.assets.moon_webdataset import moon_webdataset
 from nasa_assets.assets.sampled_manifest import sampled_manifest
 from nasa_assets.assets.search_results import search_results
 from nasa_assets.jobs import moon_images_job
@@ -15,7 +16,7 @@ from nasa_assets.settings import resources_from_env
 
 def definitions_from_env(env: Mapping[str, str]) -> dg.Definitions:
     resources = resources_from_env(env)
-    assets = [search_results, sampled_manifest, moon_images, moon_dataset]
+    assets = [search_results, sampled_manifest, moon_images, moon_dataset, moon_webdataset]
     if isinstance(resources["storage"], S3DatasetStorage):
         # Kinds are fixed when an asset is defined; where its tables and images go is known here.
         assets = dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={"s3"}), assets)

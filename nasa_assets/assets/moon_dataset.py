@@ -1,6 +1,7 @@
 """moon_dataset: every stored image of the pages materialized so far, in one table, with a card."""
 
 import random
+import time
 from collections.abc import Mapping
 
 import dagster as dg
@@ -8,11 +9,20 @@ import pandas as pd
 from pydantic import Field
 
 from nasa_assets import tables
+from nasa_assets.captions import caption
 from nasa_assets.card import CardFacts, Summary, human_bytes, page_ranges, render_card, summarize
 from nasa_assets.dataset import CARD_KEY, MANIFEST_KEY
+from nasa_assets.duplicates import (
+    assign_splits,
+    duplicate_counts,
+    example_pairs,
+    group_duplicates,
+    groups_across_splits,
+    phashes_of_stored,
+)
 from nasa_assets.imaging import sha256_of
 from nasa_assets.partitions import MAX_PAGES, page_number
-from nasa_assets.resources import DatasetSettings, DatasetStorage, NasaApiResource
+from nasa_assets.resources import CurationSettings, DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.sampling import split_for
 from nasa_assets.storage import ObjectStore
 
@@ -20,6 +30,8 @@ UNIQUE_NASA_ID = "unique_nasa_id"
 URIS_EXIST = "uris_exist"
 SHA256_SAMPLE = "sha256_sample"
 SHRINK_WITHIN_LIMIT = "shrink_within_limit"
+NO_GROUP_ACROSS_SPLITS = "no_duplicate_group_across_splits"
+EXAMPLE_PAIRS = 3
 STORED = ("stored", "already_stored")
 PREVIEW_IMAGES = 6
 METADATA_COLUMNS = ("title", "description", "date_created", "center", "keywords", "photographer",
@@ -114,13 +126,76 @@ def build_manifest(
     return tables.frame("moon_dataset", rows), stats
 
 
-def published_row_count(store: ObjectStore) -> int | None:
-    """Rows of the moon_dataset.parquet consumers are served now; None when there is none (or it
-    cannot be read, so there is nothing to protect)."""
+def published_table(store: ObjectStore) -> pd.DataFrame | None:
+    """The moon_dataset.parquet consumers are served now; None when there is none (or it cannot
+    be read, so there is nothing to protect)."""
     try:
-        return len(store.read_parquet(MANIFEST_KEY))
+        return store.read_parquet(MANIFEST_KEY)
     except (FileNotFoundError, ValueError):
         return None
+
+
+def published_row_count(store: ObjectStore) -> int | None:
+    published = published_table(store)
+    return None if published is None else len(published)
+
+
+def known_phashes(published: pd.DataFrame | None) -> dict[str, str]:
+    """sha256 -> phash from the published table. The same bytes have the same hash, so a rebuild
+    decodes only the images it has not hashed before."""
+    if published is None or not {"sha256", "phash"} <= set(published.columns):
+        return {}
+    known = published.dropna(subset=["sha256", "phash"])
+    return dict(zip(known["sha256"], known["phash"]))
+
+
+def add_duplicates(
+    manifest: pd.DataFrame,
+    store: ObjectStore,
+    fractions: dict[str, float],
+    threshold: int,
+    known: Mapping[str, str],
+    workers: int = 1,
+) -> tuple[pd.DataFrame, dict]:
+    """The table with caption, phash, duplicate_group, and split drawn per group; (table, stats).
+
+    Only images whose sha256 is not in `known` are read and hashed, once per distinct file."""
+    rows = tables.records(manifest)
+    started = time.perf_counter()
+
+    def file_of(row: dict) -> str:
+        return row["sha256"] or row["nasa_id"]
+
+    todo: dict[str, dict] = {}
+    for row in rows:
+        if row["sha256"] not in known:
+            todo.setdefault(file_of(row), row)
+    hashes, reasons = phashes_of_stored(store, todo.values(), workers=workers)
+    by_file = {**known, **{k: hashes[r["nasa_id"]] for k, r in todo.items()}}
+    why = {k: reasons[r["nasa_id"]] for k, r in todo.items() if r["nasa_id"] in reasons}
+    hashed = time.perf_counter()
+    for row in rows:
+        row["phash"] = by_file.get(file_of(row))
+        row["caption"] = caption(row["title"], row["description"], row["keywords"])
+    groups = group_duplicates(rows, threshold)
+    splits = assign_splits(groups, fractions)
+    for row in rows:
+        row["duplicate_group"], row["split"] = groups[row["nasa_id"]], splits[row["nasa_id"]]
+    pairs = example_pairs(rows, threshold, EXAMPLE_PAIRS)
+    keys = {row["nasa_id"]: row["image_key"] for row in rows}
+    for pair in (*pairs["exact"], *pairs["near"]):
+        pair["a_key"], pair["b_key"] = keys[pair["a"]], keys[pair["b"]]
+    stats = {
+        "counts": duplicate_counts(rows, groups),
+        "examples": pairs,
+        "hashed": len(todo),
+        "reused": sum(1 for r in rows if r["sha256"] in known),
+        "unhashable": [{"nasa_id": r["nasa_id"], "reason": why[file_of(r)]}
+                       for r in rows if file_of(r) in why],
+        "hash_seconds": round(hashed - started, 3),
+        "group_seconds": round(time.perf_counter() - hashed, 3),
+    }
+    return tables.frame("moon_dataset", rows), stats
 
 
 def shrink_problem(previous: int | None, new: int, max_shrink: float) -> str | None:
@@ -150,6 +225,20 @@ def check_shrink(
                   "new_rows": new, "max_shrink": max_shrink,
                   "accepted_shrink": bool(problem and accepted),
                   "problems": [problem] if problem and not accepted else []},
+    )
+
+
+def check_groups_within_splits(manifest: pd.DataFrame) -> dg.AssetCheckResult:
+    crossing = groups_across_splits(tables.records(manifest[["duplicate_group", "split"]]))
+    return dg.AssetCheckResult(
+        check_name=NO_GROUP_ACROSS_SPLITS,
+        passed=not crossing,
+        description=(f"{len(crossing)} duplicate groups have members in more than one split: the "
+                     "published table and card were kept." if crossing else None),
+        metadata={"groups": int(manifest["duplicate_group"].nunique()),
+                  "groups_across_splits": len(crossing),
+                  "examples": [{"duplicate_group": g, "splits": s}
+                               for g, s in list(crossing.items())[:10]]},
     )
 
 
@@ -225,9 +314,26 @@ def preview_grid(manifest: pd.DataFrame, limit: int = PREVIEW_IMAGES, per_row: i
     return "\n".join(lines)
 
 
-def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
-              store: ObjectStore) -> dict:
+def _duplicate_metadata(dups: dict) -> dict:
+    counts = dups["counts"]
     return {
+        "exact_copies": counts["exact_copies"],
+        "near_copies": counts["near_copies"],
+        "duplicate_groups": counts["duplicate_groups"],
+        "largest_duplicate_group": counts["largest_group"],
+        "phash_computed": dups["hashed"],
+        "phash_reused": dups["reused"],
+        "phash_missing": len(dups["unhashable"]),
+        "phash_missing_examples": dg.MetadataValue.json(dups["unhashable"][:10]),
+        "hash_seconds": dups["hash_seconds"],
+        "group_seconds": dups["group_seconds"],
+    }
+
+
+def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
+              store: ObjectStore, dups: dict) -> dict:
+    return {
+        **_duplicate_metadata(dups),
         "row_count": summary.images,
         "per_split": dg.MetadataValue.json(summary.per_split),
         "per_center": _count_table(summary.per_center, "center"),
@@ -263,6 +369,9 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
         dg.AssetCheckSpec(SHRINK_WITHIN_LIMIT, asset="moon_dataset", blocking=True,
                           description="The table has at most MAX_DATASET_SHRINK fewer rows than the "
                           "published one; otherwise the published table and card are kept."),
+        dg.AssetCheckSpec(NO_GROUP_ACROSS_SPLITS, asset="moon_dataset", blocking=True,
+                          description="Every duplicate group (exact or near copies of one picture) "
+                          "lies in one split; otherwise the published table and card are kept."),
         dg.AssetCheckSpec(UNIQUE_NASA_ID, asset="moon_dataset",
                           description="nasa_id is present and unique."),
         dg.AssetCheckSpec(URIS_EXIST, asset="moon_dataset",
@@ -279,9 +388,11 @@ def moon_dataset(
     nasa: NasaApiResource,
     settings: DatasetSettings,
     storage: DatasetStorage,
+    curation: CurationSettings,
 ):
     """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
-    metadata and a train/validation/test split; the dataset card is written next to it.
+    metadata, a caption, a perceptual hash and a duplicate group, and a train/validation/test
+    split drawn per duplicate group; the dataset card is written next to it.
 
     Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
     by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
@@ -291,29 +402,41 @@ def moon_dataset(
     manifests = pages_of(sampled_manifest, context.asset_partition_keys_for_input("sampled_manifest"))
     sizes = store.sizes("images/")  # one listing, not a request per image
     manifest, stats = build_manifest(images, manifests, fractions, sizes)
+    published = published_table(store)
+    manifest, dups = add_duplicates(manifest, store, fractions, curation.duplicate_max_distance,
+                                    known_phashes(published), workers=settings.download_concurrency)
+    if dups["unhashable"]:
+        context.log.warning(f"{len(dups['unhashable'])} images have no perceptual hash (each is "
+                            f"grouped by its sha256 only): {dups['unhashable'][:3]}")
     included = sorted(images)
     summary = summarize(manifest, list(fractions))
     context.log.info(
         f"{summary.images} images from {len(included)} pages ({page_ranges(included)}); {stats}"
     )
-    shrink = check_shrink(published_row_count(store), len(manifest), settings.max_dataset_shrink,
-                          config.accept_shrink)
+    previous = None if published is None else len(published)
+    shrink = check_shrink(previous, len(manifest), settings.max_dataset_shrink, config.accept_shrink)
+    within_splits = check_groups_within_splits(manifest)
     checks = [
         shrink,
+        within_splits,
         check_unique(manifest),
         check_uris(manifest, sizes),
         check_sha256_sample(manifest, store, config.sha256_sample_size),
     ]
-    if not shrink.passed:
-        context.log.error(shrink.description)
-        yield from checks  # the blocking check fails the run; consumers keep the published table
+    refused = [c for c in (shrink, within_splits) if not c.passed]
+    if refused:
+        for check in refused:
+            context.log.error(check.description)
+        yield from checks  # a blocking check fails the run; consumers keep the published table
         return
-    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store))
+    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, dups))
     # The IO manager has stored the table by now: the card describes a table that exists.
     facts = CardFacts(
         root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,
         rendition=settings.rendition, split_fractions=fractions, pages_included=included,
         pages_missing=MAX_PAGES - len(included), api_base_url=nasa.base_url,
+        duplicates=dups["counts"], duplicate_examples=dups["examples"],
+        duplicate_max_distance=curation.duplicate_max_distance,
     )
     store.put_bytes(CARD_KEY, render_card(summary, facts).encode("utf-8"),
                     content_type="text/markdown; charset=utf-8")
