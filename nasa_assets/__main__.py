@@ -134,6 +134,10 @@ def _report(result, label: str) -> bool:
         elif name == "moon_dataset":
             print(f"  {label} moon_dataset: {meta['row_count']} images in "
                   f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")
+        elif name == "moon_webdataset":
+            done = "written" if meta.get("rebuilt") else "unchanged"
+            print(f"  {label} moon_webdataset: {meta['samples']} samples in {meta['shards']} shards "
+                  f"({done}), index {meta.get('index_uri')}")
         else:
             print(f"  {label} {name}: {meta['row_count']} rows")
     for evaluation in result.get_asset_check_evaluations():
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialize moon_images_job for a page range")
     run_parser.add_argument("--pages", default="0001", help="1, 1-5, 0001...0005 or 1,3,7 (default 0001)")
     run_parser.add_argument(
-        "--no-dataset", action="store_true", help="skip rebuilding moon_dataset and its card afterwards"
+        "--no-dataset", action="store_true", help="skip rebuilding moon_dataset, its card and its WebDataset export afterwards"
     )
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env", override=False)

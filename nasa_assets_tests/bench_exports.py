@@ -1,6 +1,9 @@
-"""Timings of perceptual hashing (JPEG draft vs full decode), duplicate grouping and the export.
+"""Timings of perceptual hashing (JPEG draft vs full decode; moon_dataset's hashing step at 10,000
+images, first build and rebuild), duplicate grouping at 10,000 hashes and the WebDataset export of
+10,000 images.
 
-    python -m nasa_assets_tests.bench_exports [--images 5] [--hashes 10000] [--brute] [--export 10000]
+    python -m nasa_assets_tests.bench_exports [--images 5] [--dataset-images 10000] [--workers 16]
+        [--hashes 10000] [--brute] [--export 10000]
 
 Prints numbers; asserts nothing about speed (the machine is shared).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from nasa_assets.dataset import tables
+from nasa_assets.dataset.consolidate import add_duplicates
 from nasa_assets.dataset.duplicates import (
     DEFAULT_THRESHOLD,
     group_duplicates,
@@ -28,7 +32,7 @@ from nasa_assets.dataset.duplicates import (
     phash_of,
 )
 from nasa_assets.dataset.webdataset_export import write_webdataset
-from nasa_assets.storage import LocalStore
+from nasa_assets.storage import LocalStore, ObjectStore
 from nasa_assets_tests.small_dataset import picture
 
 
@@ -62,6 +66,69 @@ def bench_hashing(images: int, repeat: int) -> None:
         print(f"  {len(data) / 1e6:5.1f} MB 4000x3000: full decode {full * 1000:7.1f} ms, "
               f"draft {draft * 1000:6.1f} ms, x{full / draft:4.1f}, hashes {distance} bits apart")
     print(f"  speed-up: median x{statistics.median(ratios):.1f}")
+
+
+class MemoryStore(ObjectStore):
+    """Objects in a dict: times the decoding and hashing, not a disk or a network."""
+
+    root_uri = "memory://bench"
+
+    def __init__(self, objects: dict[str, bytes]):
+        self.objects = objects
+
+    def uri(self, key):
+        return f"{self.root_uri}/{key}"
+
+    def put_file(self, key, fileobj, *, content_type=None, metadata=None):
+        self.objects[key] = fileobj.read()
+
+    def open(self, key):
+        if key not in self.objects:
+            raise FileNotFoundError(self.uri(key))
+        return io.BytesIO(self.objects[key])
+
+    def sizes(self, prefix):
+        return {k: len(v) for k, v in self.objects.items() if k.startswith(prefix)}
+
+    def size(self, key):
+        return len(self.objects[key]) if key in self.objects else None
+
+    def metadata(self, key):
+        return {}
+
+    def delete(self, key):
+        self.objects.pop(key, None)
+
+
+def bench_dataset_hashing(count: int, workers: int, pool: int = 20) -> None:
+    """moon_dataset's hashing step (add_duplicates) over `count` "large"-rendition JPEGs
+    (1920x1440, `pool` distinct pictures under distinct ids and sha256s): first build, where every
+    image is read and hashed in `workers` threads, then a rebuild that reuses the hashes."""
+    pictures = [photo_like_jpeg(seed, size=(1920, 1440), noise=0.1) for seed in range(pool)]
+    objects, rows = {}, []
+    for i in range(count):
+        key = f"images/id{i:06d}.jpg"
+        objects[key] = pictures[i % pool]
+        rows.append({"nasa_id": f"id{i:06d}", "split": "train", "title": f"Image {i}",
+                     "description": "A picture. Photo Credit: (NASA/Bench)", "keywords": ["Moon"],
+                     "image_key": key, "bytes": len(objects[key]), "sha256": f"{i:064x}"})
+    manifest = tables.frame("moon_dataset", rows)
+    store = MemoryStore(objects)
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    start = time.perf_counter()
+    table, stats = add_duplicates(manifest, store, fractions, DEFAULT_THRESHOLD, {}, workers=workers)
+    first = time.perf_counter() - start
+    known = dict(zip(table["sha256"], table["phash"]))
+    start = time.perf_counter()
+    _, again = add_duplicates(manifest, store, fractions, DEFAULT_THRESHOLD, known, workers=workers)
+    rebuild = time.perf_counter() - start
+    mb = sum(len(p) for p in pictures) / pool / 1e6
+    print(f"moon_dataset hashing step, {count} JPEGs of 1920x1440 ({mb:.1f} MB each), "
+          f"{workers} threads, in memory:")
+    print(f"  first build: {first:.1f} s ({stats['hashed']} decoded: {stats['hash_seconds']:.1f} s "
+          f"hashing, {count / stats['hash_seconds']:.0f} images/s; captions, grouping and splits "
+          f"{stats['group_seconds']:.1f} s)")
+    print(f"  rebuild with every sha256 seen before: {rebuild:.1f} s ({again['hashed']} decoded)")
 
 
 def bench_grouping(count: int, brute: bool) -> None:
@@ -120,12 +187,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m nasa_assets_tests.bench_exports")
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dataset-images", type=int, default=10_000,
+                        help="images of the moon_dataset hashing step (0 skips it)")
+    parser.add_argument("--workers", type=int, default=16, help="its threads (DOWNLOAD_CONCURRENCY)")
     parser.add_argument("--hashes", type=int, default=10_000)
     parser.add_argument("--brute", action="store_true", help="also time the quadratic comparison")
-    parser.add_argument("--export", type=int, default=0, metavar="N", help="also time exporting N images")
+    parser.add_argument("--export", type=int, default=10_000, metavar="N",
+                        help="images of the export (0 skips it)")
     parser.add_argument("--export-image-bytes", type=int, default=100_000)
     args = parser.parse_args()
     bench_hashing(args.images, args.repeat)
+    if args.dataset_images:
+        bench_dataset_hashing(args.dataset_images, args.workers)
     bench_grouping(args.hashes, args.brute)
     if args.export:
         bench_export(args.export, args.export_image_bytes)

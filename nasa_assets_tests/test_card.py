@@ -156,3 +156,22 @@ def test_page_ranges(keys, text):
 ])
 def test_human_bytes(size, text):
     assert human_bytes(size) == text
+
+
+def test_duplicate_pairs_are_thumbnails_relative_to_the_card():
+    from nasa_assets.dataset.card import CardFacts, duplicates_section
+
+    facts = CardFacts(root_uri="s3://b/p", query="moon", sampling_factor=1, rendition="large",
+                      split_fractions={"train": 1.0})
+    assert duplicates_section(facts) == []  # a card built without duplicate figures has no section
+    facts.duplicates = {"images": 5, "groups": 3, "duplicate_groups": 1,
+                        "images_in_duplicate_groups": 3, "exact_copies": 1, "near_copies": 1,
+                        "largest_group": 3}
+    facts.duplicate_examples = {"exact": [], "near": [
+        {"a": 'a"b', "b": "c d", "distance": 4, "a_key": "images/a_b~1.jpg", "b_key": "images/c d.jpg"}]}
+    text = "\n".join(duplicates_section(facts))
+    assert "| exact copies (same bytes as another image of their group) | 1 |" in text
+    assert "Examples of exact copies" not in text  # no pair of that kind: no empty table
+    assert ('| <a href="images/a_b~1.jpg"><img src="images/a_b~1.jpg" width="160" alt="a&quot;b">'
+            '</a><br>`a"b` | <a href="images/c%20d.jpg"><img src="images/c%20d.jpg" width="160" '
+            'alt="c d"></a><br>`c d` | 4 |') in text

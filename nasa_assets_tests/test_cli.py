@@ -44,6 +44,9 @@ def test_module_run_prints_where_the_data_went(tmp_path, nasa_double):
     assert f"dataset at {data.resolve().as_uri()}" in proc.stdout
     assert "0001...0002 moon_images: 200 stored, 0 already stored, 0 failed" in proc.stdout
     assert sorted(p.name for p in (data / "moon_images").iterdir()) == ["0001.parquet", "0002.parquet"]
+    # The WebDataset export follows moon_dataset in the same command.
+    index = (data / "webdataset" / "index.json").resolve()
+    assert f"moon_webdataset: 200 samples in 3 shards (written), index {index.as_uri()}" in proc.stdout
 
 
 def test_module_run_rejects_bad_pages_without_a_traceback(tmp_path, nasa_double):

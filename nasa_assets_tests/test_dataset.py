@@ -26,7 +26,8 @@ from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages,
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
 COLUMNS = [f.name for f in SCHEMAS["moon_dataset"]]
-CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample", "shrink_within_limit"}
+CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample", "shrink_within_limit",
+          "no_duplicate_group_across_splits"}
 
 
 def materialize_dataset(env: dict, instance=None, sample_size: int | None = None):
@@ -117,7 +118,9 @@ def test_manifest_and_card_from_overlapping_pages(built):
             for column in ("title", "center", "date_created", "description"):
                 assert row[column] == meta.loc[nasa_id, column] or (
                     pd.isna(row[column]) and pd.isna(meta.loc[nasa_id, column])), column
-    assert list(table["split"]) == [split_for(i, FRACTIONS) for i in table["nasa_id"]]
+    assert list(table["split"]) == [split_for(g, FRACTIONS) for g in table["duplicate_group"]]
+    # No copies among the double's pictures: each image is its own group and keeps its split.
+    assert list(table["duplicate_group"]) == list(table["nasa_id"])
 
     metadata = dataset_metadata(result)
     assert metadata["row_count"] == 170

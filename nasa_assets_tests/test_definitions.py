@@ -19,10 +19,15 @@ def test_definitions_load_and_job_resolves():
     assert {n.name for n in job.nodes} == {"search_results", "sampled_manifest", "moon_images"}
     # The CLI's dataset rebuild runs a job the code location defines, so the UI knows it.
     dataset_job = defs.resolve_job_def("moon_dataset_job")
-    assert {n.name for n in dataset_job.nodes} == {"moon_dataset", "moon_dataset_card"}
+    assert {n.name for n in dataset_job.nodes} == {"moon_dataset", "moon_dataset_card", "moon_webdataset"}
     specs = {key.name: key for key in defs.resolve_asset_graph().asset_check_keys}
     assert set(specs) == {"manifest_valid", "images_complete", "unique_nasa_id", "uris_exist", "sha256_sample",
-                          "shrink_within_limit"}
+                          "shrink_within_limit", "no_duplicate_group_across_splits"}
+    assert {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()} == {
+        "search_results", "sampled_manifest", "moon_images", "moon_dataset", "moon_dataset_card",
+        "moon_webdataset"}
+    assert defs.resolve_assets_def("moon_webdataset").group_names_by_key == {
+        dg.AssetKey("moon_webdataset"): "moon_dataset"}
     search = defs.resolve_assets_def("search_results")
     assert search.partitions_def.get_partition_keys()[:2] == ["0001", "0002"]
     assert len(search.partitions_def.get_partition_keys()) == 100
@@ -37,6 +42,7 @@ def test_asset_kinds_name_the_storage_in_use(env, storage_kinds):
     for name in ("search_results", "sampled_manifest", "moon_images", "moon_dataset"):
         assert graph.get(dg.AssetKey(name)).kinds == {"python", "parquet"} | storage_kinds, name
     assert graph.get(dg.AssetKey("moon_dataset_card")).kinds == {"python", "markdown"} | storage_kinds
+    assert graph.get(dg.AssetKey("moon_webdataset")).kinds == {"python"} | storage_kinds
 
 
 def test_defaults_are_local_storage_without_credentials():

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from nasa_assets.dataset.duplicates import (
-    assign_splits, duplicate_counts, example_pairs, group_duplicates, hamming, near_pairs, phash_of,
-    phashes_of_stored,
+    assign_splits, duplicate_counts, example_pairs, group_duplicates, groups_across_splits, hamming,
+    near_pairs, phash_of, phashes_of_stored,
 )
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.storage import LocalStore
@@ -76,6 +76,8 @@ def test_phashes_of_stored_images_with_reasons_for_the_bad_ones(tmp_path):
     assert reasons[rows[0]["nasa_id"]] == f"missing: {store.uri(rows[0]['image_key'])}"
     assert reasons[rows[1]["nasa_id"]].startswith("cannot compute a perceptual hash")
     assert set(reasons) == {rows[0]["nasa_id"], rows[1]["nasa_id"]}
+    # Threads give the same answer.
+    assert phashes_of_stored(store, rows, workers=4) == (hashes, reasons)
 
 
 def test_draft_decoding_hashes_close_to_a_full_decode():
@@ -181,6 +183,14 @@ def test_no_group_crosses_splits_and_lone_images_keep_their_nasa_id_split():
     assert lone and all(splits[i] == split_for(i, FRACTIONS) for i in lone)
     counts = {name: list(splits.values()).count(name) for name in FRACTIONS}
     assert counts["train"] > counts["validation"] > 0 and counts["test"] > 0
+
+
+def test_groups_across_splits_names_each_group_in_several_splits():
+    rows = [{"duplicate_group": g, "split": s} for g, s in
+            [("a", "train"), ("a", "test"), ("a", "train"), ("b", "test"), ("c", "train"),
+             ("c", "validation")]]
+    assert groups_across_splits(rows) == {"a": ["test", "train"], "c": ["train", "validation"]}
+    assert groups_across_splits(rows[3:5]) == {}
 
 
 def test_splits_are_the_same_in_another_process_and_a_seed_changes_them():

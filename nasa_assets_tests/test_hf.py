@@ -36,6 +36,15 @@ def _assert_dataset(ds, manifest, images, split=None):
         assert (example["width"], example["height"], example["bytes"]) == (320, 240, len(images[stored.nasa_id]))
 
 
+def test_the_dataset_module_loads_the_same_dataset(tmp_path):
+    from nasa_assets import dataset
+
+    store = LocalStore(tmp_path / "root")
+    manifest, images = write_small_dataset(store)
+    ds = dataset.load_hf_dataset(tmp_path / "root", split="train", cache_dir=tmp_path / "cache")
+    _assert_dataset(ds, manifest, images, split="train")
+
+
 def test_local_dataset_loads_with_images_and_splits(tmp_path):
     store = LocalStore(tmp_path / "root")
     manifest, images = write_small_dataset(store)

@@ -3,12 +3,14 @@
     from nasa_assets.dataset import load_manifest, iter_images, open_store
 """
 
-__all__ = ["CARD_KEY", "MANIFEST_KEY", "iter_images", "load_manifest", "open_store"]
+__all__ = [
+    "CARD_KEY", "MANIFEST_KEY", "iter_images", "load_hf_dataset", "load_manifest", "open_store",
+]
 
 
 def __getattr__(name: str):
     # Lazy, so that importing one dataset module (keys, tables) does not load boto3 and Pillow.
-    if name in ("iter_images", "load_manifest", "open_store"):
+    if name in ("iter_images", "load_hf_dataset", "load_manifest", "open_store"):
         from nasa_assets.dataset import loader
 
         return getattr(loader, name)

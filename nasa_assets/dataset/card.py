@@ -5,8 +5,9 @@ Pure functions: a manifest DataFrame and a few facts in, numbers and Markdown ou
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +21,8 @@ UNKNOWN = "(unknown)"
 # What each column of moon_dataset means; the card lists them with their Parquet types.
 COLUMN_MEANINGS: dict[str, str] = {
     "nasa_id": "NASA's identifier of the item; unique in this table",
-    "split": "train / validation / test (or the configured names), fixed by a hash of nasa_id",
+    "split": "train / validation / test (or the configured names), fixed by a hash of "
+             "duplicate_group: every copy of a picture is in one split",
     "page": "the search page (1-100) where the image was first seen",
     "title": "title given by NASA",
     "description": "NASA's description (may contain credits and caption text)",
@@ -38,6 +40,12 @@ COLUMN_MEANINGS: dict[str, str] = {
     "width": "width in pixels",
     "height": "height in pixels",
     "format": "file format as Pillow reports it (JPEG, PNG, TIFF, ...)",
+    "caption": "title and description cleaned for image-text training (no HTML, credits or "
+               "boilerplate; keywords when the description adds nothing), at most 1,000 characters",
+    "phash": "64-bit perceptual hash of the stored image (imagehash pHash), 16 hex digits; "
+             "null when the file cannot be decoded",
+    "duplicate_group": "the smallest nasa_id among this image's exact (same sha256) and near "
+                       "(close phash) duplicates; its own nasa_id when it has none",
 }
 
 
@@ -67,6 +75,10 @@ class CardFacts:
     pages_included: list[str] = field(default_factory=list)
     pages_missing: int = 0
     api_base_url: str = f"https://{NASA_API_HOST}"
+    # duplicates.duplicate_counts and example_pairs (pairs carrying a_key / b_key image keys).
+    duplicates: dict | None = None
+    duplicate_examples: dict | None = None
+    duplicate_max_distance: int = 6
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,51 @@ def loader_example(root_uri: str) -> list[str]:
     ]
 
 
+THUMBNAIL_WIDTH = 160
+
+
+def _thumbnail(nasa_id: str, image_key: str) -> str:
+    # Relative to the card, so a copied folder or prefix keeps working.
+    src = quote(image_key)
+    alt = html.escape(_cell(nasa_id), quote=True)
+    return (f'<a href="{src}"><img src="{src}" width="{THUMBNAIL_WIDTH}" alt="{alt}"></a>'
+            f"<br>`{_cell(nasa_id)}`")
+
+
+def duplicates_section(facts: CardFacts) -> list[str]:
+    """Counts of exact and near duplicates and a few example pairs as thumbnails."""
+    counts = facts.duplicates
+    if counts is None:
+        return []
+    lines = [
+        "## Duplicates",
+        "",
+        "NASA holds one photograph under several ids (re-scans, crops, other sizes) and series of "
+        "nearly identical frames. Images with the same bytes (`sha256`) or perceptual hashes "
+        f"(`phash`) at most {facts.duplicate_max_distance} bits apart (DUPLICATE_MAX_DISTANCE) "
+        "form one `duplicate_group`, transitively.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| images | {counts['images']} |",
+        f"| duplicate groups (2 images or more) | {counts['duplicate_groups']} "
+        f"({counts['images_in_duplicate_groups']} images) |",
+        f"| exact copies (same bytes as another image of their group) | {counts['exact_copies']} |",
+        f"| near copies (other bytes, perceptually the same) | {counts['near_copies']} |",
+        f"| largest group | {counts['largest_group']} images |",
+        "",
+    ]
+    for kind, title in (("exact", "exact copies"), ("near", "near copies")):
+        pairs = (facts.duplicate_examples or {}).get(kind) or []
+        if not pairs:
+            continue
+        lines += [f"Examples of {title}:", "", "| image | copy | bits apart |", "|---|---|---:|"]
+        lines += [f"| {_thumbnail(p['a'], p['a_key'])} | {_thumbnail(p['b'], p['b_key'])} | "
+                  f"{p['distance']} |" for p in pairs]
+        lines.append("")
+    return lines
+
+
 def render_card(summary: Summary, facts: CardFacts) -> str:
     """The dataset card as Markdown."""
     fractions = ", ".join(f"{name} {frac:g}" for name, frac in facts.split_fractions.items())
@@ -224,11 +281,24 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "",
         "## Splits",
         "",
-        f"The `split` column is fixed by a hash of `nasa_id` (fractions: {fractions}): an image "
-        "keeps its split across rebuilds and refreshes, whatever page it moves to. Changing "
-        "DATASET_SPLIT_FRACTIONS moves some images to another split.",
+        f"The `split` column is fixed by a hash of `duplicate_group` (fractions: {fractions}), so "
+        "all copies of one picture are in the same split and none of a test image is in train. "
+        "An image without duplicates keeps its split across rebuilds and refreshes, whatever page "
+        "it moves to; a group's split can change when the group changes (a new copy with a "
+        "smaller nasa_id renames it). Changing DATASET_SPLIT_FRACTIONS moves some images to "
+        "another split.",
         "",
         *_count_table("split", summary.per_split, summary.images),
+        "",
+        *duplicates_section(facts),
+        "## Captions",
+        "",
+        "`caption` is the text to train an image-text model on: `title` and `description` with "
+        "HTML tags and entities removed, whitespace collapsed, credit lines (`Photo Credit: "
+        "(NASA/...)`), image-use boilerplate, links and JSC photo-number stubs dropped; the title "
+        "alone (plus the keywords not already in it) when the description is empty or repeats it; "
+        "at most 1,000 characters, cut at a sentence end. `title`, `description` and `keywords` "
+        "stay as NASA wrote them.",
         "",
         "## Centers",
         "",
@@ -258,6 +328,11 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "",
         "Without it: `pandas.read_parquet` on `moon_dataset.parquet`, and each image at "
         "`<this folder>/<image_key>`.",
+        "",
+        "For training: `nasa_assets.dataset.load_hf_dataset(root, split=...)` gives a Hugging Face "
+        "`datasets.Dataset` (extra `hf`), and once the asset `moon_webdataset` has run, "
+        "`webdataset/index.json` lists WebDataset tar shards per split (`<key>.jpg` + "
+        "`<key>.json` with the caption).",
         "",
         "## NASA media usage guidelines (a note, not legal advice)",
         "",

@@ -12,6 +12,7 @@ import io
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import imagehash
@@ -29,7 +30,7 @@ DRAFT_SIZE = 256
 
 __all__ = [
     "DEFAULT_THRESHOLD", "assign_splits", "duplicate_counts", "example_pairs", "group_duplicates",
-    "hamming", "near_pairs", "phash_of", "phashes_of_stored",
+    "groups_across_splits", "hamming", "near_pairs", "phash_of", "phashes_of_stored",
 ]
 
 
@@ -51,26 +52,47 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
             return str(imagehash.phash(upright))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
         name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+        # Pillow's own message names the stream object (an address), not the file.
+        detail = ("not an image format Pillow can read" if isinstance(error, UnidentifiedImageError)
+                  else error)
         raise ValueError(
-            f"cannot compute a perceptual hash of {name or 'the data'}: {error}"
+            f"cannot compute a perceptual hash of {name or 'the data'}: {detail}"
         ) from None
 
 
 def phashes_of_stored(
-    store: ObjectStore, rows: Iterable[Mapping]
+    store: ObjectStore, rows: Iterable[Mapping], *, workers: int = 1
 ) -> tuple[dict[str, str | None], dict[str, str]]:
-    """(nasa_id -> phash or None, nasa_id -> reason) for rows' images at their image_key."""
-    hashes: dict[str, str | None] = {}
-    reasons: dict[str, str] = {}
-    for row in rows:
-        nasa_id = row["nasa_id"]
+    """(nasa_id -> phash or None, nasa_id -> reason) for rows' images at their image_key.
+
+    With `workers` > 1 the images are read and hashed in that many threads (reads are network
+    round trips on S3, and Pillow decodes without holding the GIL).
+    """
+    def one(row: Mapping) -> tuple[str, str | None, str | None]:
         try:
-            hashes[nasa_id] = phash_of(store.get_bytes(row["image_key"]))
+            return row["nasa_id"], phash_of(store.get_bytes(row["image_key"])), None
         except FileNotFoundError:
-            hashes[nasa_id], reasons[nasa_id] = None, f"missing: {store.uri(row['image_key'])}"
+            return row["nasa_id"], None, f"missing: {store.uri(row['image_key'])}"
         except ValueError as error:
-            hashes[nasa_id], reasons[nasa_id] = None, str(error)
+            return row["nasa_id"], None, str(error)
+
+    rows = list(rows)
+    if workers > 1 and len(rows) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(rows))) as pool:
+            results = list(pool.map(one, rows))
+    else:
+        results = [one(row) for row in rows]
+    hashes = {nasa_id: phash for nasa_id, phash, _ in results}
+    reasons = {nasa_id: reason for nasa_id, _, reason in results if reason}
     return hashes, reasons
+
+
+def groups_across_splits(rows: Iterable[Mapping]) -> dict[str, list[str]]:
+    """duplicate_group -> its splits, for every group whose members are in more than one split."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        splits[row["duplicate_group"]].add(str(row["split"]))
+    return {group: sorted(names) for group, names in sorted(splits.items()) if len(names) > 1}
 
 
 def hamming(a: str, b: str) -> int:

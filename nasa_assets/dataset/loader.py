@@ -32,7 +32,7 @@ from nasa_assets.dataset.keys import MANIFEST_KEY
 from nasa_assets.storage import LocalStore, ObjectStore, S3Store
 
 
-__all__ = ["load_manifest", "iter_images", "open_store"]
+__all__ = ["load_manifest", "iter_images", "load_hf_dataset", "open_store"]
 
 
 def open_store(root: str | os.PathLike | ObjectStore) -> ObjectStore:
@@ -69,7 +69,7 @@ def load_manifest(root: str | os.PathLike | ObjectStore) -> pd.DataFrame:
 
     Columns: nasa_id, split, page, title, description, date_created (UTC), center, keywords,
     photographer, location, image_key (relative to root), image_uri, rendition, source_url, bytes,
-    sha256, width, height, format. See README.md next to it.
+    sha256, width, height, format, caption, phash, duplicate_group. See README.md next to it.
 
     Raises FileNotFoundError (naming the location) when there is no manifest there, and
     ValueError for a root that is not a path, file:// or s3:// URI.
@@ -113,3 +113,21 @@ def iter_images(
         image = open_image(io.BytesIO(data))  # the limit ingestion applied (200 MP), not Pillow's
         image.load()
         yield row, image
+
+
+def load_hf_dataset(
+    root: str | os.PathLike | ObjectStore,
+    split: str | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+):
+    """The dataset (or one split) as a Hugging Face ``datasets.Dataset`` with an ``Image()`` column.
+
+    Needs the optional extra: ``pip install "nasa_assets[hf]"``. See
+    ``nasa_assets.dataset.hf.load_hf_dataset`` for the columns, the cache and the errors.
+    """
+    # Imported here: nasa_assets.dataset.hf imports this module.
+    from nasa_assets.dataset.hf import load_hf_dataset as load
+
+    return load(root, split, cache_dir=cache_dir, verify=verify)

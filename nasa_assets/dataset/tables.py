@@ -35,6 +35,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("location", pa.string()), ("image_key", pa.string()), ("image_uri", pa.string()),
         ("rendition", pa.string()), ("source_url", pa.string()), ("bytes", pa.int64()),
         ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("format", pa.string()),
+        ("caption", pa.string()), ("phash", pa.string()), ("duplicate_group", pa.string()),
     ]),
     "rejected": pa.schema([
         ("page", pa.int64()), ("position", pa.int64()), ("nasa_id", pa.string()),

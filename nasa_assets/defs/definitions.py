@@ -6,6 +6,7 @@ import dagster as dg
 from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.assets.moon_images import moon_images
+from nasa_assets.defs.assets.moon_webdataset import moon_webdataset
 from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
 from nasa_assets.defs.assets.search_results import search_results
 from nasa_assets.defs.jobs import moon_dataset_job, moon_images_job
@@ -16,7 +17,8 @@ from nasa_assets.defs.settings import resources_from_env
 
 def definitions_from_env(env: Mapping[str, str]) -> dg.Definitions:
     resources = resources_from_env(env)
-    assets = [search_results, sampled_manifest, moon_images, moon_dataset, moon_dataset_card]
+    assets = [search_results, sampled_manifest, moon_images, moon_dataset, moon_dataset_card,
+              moon_webdataset]
     if isinstance(resources["storage"], S3DatasetStorage):
         # Kinds are fixed when an asset is defined; where its tables and images go is known here.
         assets = dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={"s3"}), assets)

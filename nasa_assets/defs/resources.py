@@ -140,3 +140,13 @@ class S3DatasetStorage(DatasetStorage):
         if self._store is None:
             self._store = S3Store(self.s3.get_client(), self.bucket, self.prefix)
         return self._store
+
+
+class CurationSettings(dg.ConfigurableResource):
+    """Duplicate grouping of moon_dataset and the size of its WebDataset shards."""
+
+    duplicate_max_distance: int = Field(
+        6, ge=0, le=63, description="Perceptual hashes at most this many bits apart are one group."
+    )
+    webdataset_max_shard_bytes: int = Field(1 << 30, ge=1 << 16, description="A shard closes below this.")
+    webdataset_max_shard_samples: int = Field(10_000, ge=1, description="Samples per shard, at most.")

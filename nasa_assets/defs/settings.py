@@ -12,6 +12,7 @@ from nasa_assets.dataset.repair import RepairPolicy
 from nasa_assets.defs.io_manager import ParquetIOManager
 from nasa_assets.defs.resources import (
     DEFAULT_SPLIT_FRACTIONS,
+    CurationSettings,
     DatasetSettings,
     LocalDatasetStorage,
     NasaApiResource,
@@ -129,6 +130,7 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
         ),
         "storage": storage,
         "io_manager": ParquetIOManager(storage=storage),
+        "curation": curation_from_env(env),
     }
 
 
@@ -160,4 +162,13 @@ def repair_policy_from_env(env: Mapping[str, str]) -> RepairPolicy:
         backoff_max_seconds=cap,
         max_runs_per_tick=_int(env, "NASA_REPAIR_MAX_RUNS_PER_TICK", 5, low=0, high=100),
         excluded=excluded,
+    )
+
+
+def curation_from_env(env: Mapping[str, str]) -> CurationSettings:
+    """Duplicate groups of moon_dataset and the WebDataset export's shard bounds."""
+    return CurationSettings(
+        duplicate_max_distance=_int(env, "DUPLICATE_MAX_DISTANCE", 6, low=0, high=63),
+        webdataset_max_shard_bytes=_int(env, "WEBDATASET_MAX_SHARD_BYTES", 1 << 30, low=1 << 16),
+        webdataset_max_shard_samples=_int(env, "WEBDATASET_MAX_SHARD_SAMPLES", 10_000),
     )

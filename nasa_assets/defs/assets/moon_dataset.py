@@ -1,7 +1,6 @@
 """moon_dataset: every stored image of the pages materialized so far, in one table."""
 
 import random
-from collections.abc import Mapping
 
 import dagster as dg
 import pandas as pd
@@ -9,23 +8,32 @@ from pydantic import Field
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.card import Summary, human_bytes, page_ranges, summarize
+from nasa_assets.dataset.consolidate import (
+    add_duplicates,
+    build_manifest,
+    known_phashes,
+    published_table,
+    shrink_problem,
+)
+from nasa_assets.dataset.duplicates import groups_across_splits
 from nasa_assets.dataset.imaging import sha256_of
 from nasa_assets.dataset.keys import CARD_KEY
-from nasa_assets.dataset.pages import MAX_PAGES, page_number
-from nasa_assets.dataset.sampling import split_for
+from nasa_assets.dataset.pages import MAX_PAGES
 from nasa_assets.defs.io_manager import table_path
-from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
+from nasa_assets.defs.resources import (
+    CurationSettings,
+    DatasetSettings,
+    DatasetStorage,
+    NasaApiResource,
+)
 from nasa_assets.storage import ObjectStore
 
 UNIQUE_NASA_ID = "unique_nasa_id"
 URIS_EXIST = "uris_exist"
 SHA256_SAMPLE = "sha256_sample"
 SHRINK_WITHIN_LIMIT = "shrink_within_limit"
+NO_GROUP_ACROSS_SPLITS = "no_duplicate_group_across_splits"
 PREVIEW_IMAGES = 6
-METADATA_COLUMNS = ("title", "description", "date_created", "center", "keywords", "photographer",
-                    "location")
-IMAGE_COLUMNS = ("image_key", "image_uri", "rendition", "source_url", "bytes", "sha256", "width",
-                 "height", "format")
 
 # Why not eager(): it waits for *all* upstream partitions (100 pages) to exist, so it would
 # never fire while some pages are unmaterialized. Why not eager() minus any_deps_missing (the
@@ -54,73 +62,6 @@ class MoonDatasetConfig(dg.Config):
     )
 
 
-def build_manifest(
-    images: dict[str, pd.DataFrame],
-    manifests: dict[str, pd.DataFrame],
-    fractions: dict[str, float],
-    stored_sizes: Mapping[str, int] | None = None,
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per distinct stored nasa_id, in order of first occurrence by page; (table, counts).
-
-    An id stored from several pages (items move between pages) takes the first page's row whose
-    size matches the object in storage (`stored_sizes`, from one listing): an older page's row can
-    describe a file a later page replaced (another rendition). Without a match, the first row.
-    Metadata comes from the chosen page's manifest row, or the first page listing the id when that
-    page's manifest was rewritten since its images were stored."""
-    by_page = {page: {r["nasa_id"]: r for r in tables.records(m)} for page, m in manifests.items()}
-    anywhere: dict[str, dict] = {}
-    for page in sorted(by_page):
-        for nasa_id, row in by_page[page].items():
-            anywhere.setdefault(nasa_id, row)
-    candidates: dict[str, list[tuple[str, dict]]] = {}
-    stats = {"image_rows": 0, "not_stored": 0, "duplicates": 0, "stale_rows": 0, "without_metadata": 0}
-    for page, frame in sorted(images.items()):
-        for image in tables.records(frame):
-            stats["image_rows"] += 1
-            if image["status"] not in tables.STORED:
-                stats["not_stored"] += 1
-                continue
-            candidates.setdefault(image["nasa_id"], []).append((page, image))
-    rows = []
-    for nasa_id, found in candidates.items():
-        stats["duplicates"] += len(found) - 1
-        page, image = found[0]
-        if stored_sizes is not None and len(found) > 1:
-            matching = [c for c in found if stored_sizes.get(c[1]["image_key"]) == c[1]["bytes"]]
-            if matching and matching[0] is not found[0]:
-                page, image = matching[0]
-                stats["stale_rows"] += 1
-        meta = by_page.get(page, {}).get(nasa_id) or anywhere.get(nasa_id)
-        if meta is None:
-            stats["without_metadata"] += 1
-            meta = {}
-        rows.append({
-            "nasa_id": nasa_id,
-            "split": split_for(nasa_id, fractions),
-            "page": page_number(page),
-            **{c: meta.get(c) for c in METADATA_COLUMNS},
-            **{c: image[c] for c in IMAGE_COLUMNS},
-        })
-    return tables.frame("moon_dataset", rows), stats
-
-
-def published_row_count(store: ObjectStore, table: str) -> int | None:
-    """Rows of the moon_dataset table consumers are served now; None when there is none (or it
-    cannot be read, so there is nothing to protect)."""
-    try:
-        return len(store.read_parquet(table))
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def shrink_problem(previous: int | None, new: int, max_shrink: float) -> str | None:
-    """Why a table of `new` rows may not replace one of `previous` rows; None when it may."""
-    if not previous or previous - new <= previous * max_shrink:
-        return None
-    return (f"moon_dataset would shrink from {previous} to {new} rows "
-            f"({(previous - new) / previous:.0%} fewer; MAX_DATASET_SHRINK={max_shrink:g})")
-
-
 def check_shrink(
     previous: int | None, new: int, max_shrink: float, accepted: bool
 ) -> dg.AssetCheckResult:
@@ -140,6 +81,20 @@ def check_shrink(
                   "new_rows": new, "max_shrink": max_shrink,
                   "accepted_shrink": bool(problem and accepted),
                   "problems": [problem] if problem and not accepted else []},
+    )
+
+
+def check_groups_within_splits(manifest: pd.DataFrame) -> dg.AssetCheckResult:
+    crossing = groups_across_splits(tables.records(manifest[["duplicate_group", "split"]]))
+    return dg.AssetCheckResult(
+        check_name=NO_GROUP_ACROSS_SPLITS,
+        passed=not crossing,
+        description=(f"{len(crossing)} duplicate groups have members in more than one split: the "
+                     "published table and card were kept." if crossing else None),
+        metadata={"groups": int(manifest["duplicate_group"].nunique()),
+                  "groups_across_splits": len(crossing),
+                  "examples": [{"duplicate_group": g, "splits": s}
+                               for g, s in list(crossing.items())[:10]]},
     )
 
 
@@ -215,9 +170,26 @@ def preview_grid(manifest: pd.DataFrame, limit: int = PREVIEW_IMAGES, per_row: i
     return "\n".join(lines)
 
 
-def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
-              store: ObjectStore, table: str) -> dict:
+def _duplicate_metadata(dups: dict) -> dict:
+    counts = dups["counts"]
     return {
+        "exact_copies": counts["exact_copies"],
+        "near_copies": counts["near_copies"],
+        "duplicate_groups": counts["duplicate_groups"],
+        "largest_duplicate_group": counts["largest_group"],
+        "phash_computed": dups["hashed"],
+        "phash_reused": dups["reused"],
+        "phash_missing": len(dups["unhashable"]),
+        "phash_missing_examples": dg.MetadataValue.json(dups["unhashable"][:10]),
+        "hash_seconds": dups["hash_seconds"],
+        "group_seconds": dups["group_seconds"],
+    }
+
+
+def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: list[str],
+              store: ObjectStore, dups: dict, table: str) -> dict:
+    return {
+        **_duplicate_metadata(dups),
         "row_count": summary.images,
         "per_split": dg.MetadataValue.json(summary.per_split),
         "per_center": _count_table(summary.per_center, "center"),
@@ -253,6 +225,9 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
         dg.AssetCheckSpec(SHRINK_WITHIN_LIMIT, asset="moon_dataset", blocking=True,
                           description="The table has at most MAX_DATASET_SHRINK fewer rows than the "
                           "published one; otherwise the published table and card are kept."),
+        dg.AssetCheckSpec(NO_GROUP_ACROSS_SPLITS, asset="moon_dataset", blocking=True,
+                          description="Every duplicate group (exact or near copies of one picture) "
+                          "lies in one split; otherwise the published table and card are kept."),
         dg.AssetCheckSpec(UNIQUE_NASA_ID, asset="moon_dataset",
                           description="nasa_id is present and unique."),
         dg.AssetCheckSpec(URIS_EXIST, asset="moon_dataset",
@@ -269,9 +244,11 @@ def moon_dataset(
     nasa: NasaApiResource,
     settings: DatasetSettings,
     storage: DatasetStorage,
+    curation: CurationSettings,
 ):
     """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
-    metadata and a train/validation/test split; moon_dataset_card describes it in README.md.
+    metadata, a caption, a perceptual hash and a duplicate group, and a train/validation/test
+    split drawn per duplicate group; moon_dataset_card describes it in README.md.
 
     Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
     by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
@@ -280,23 +257,33 @@ def moon_dataset(
     images, manifests = moon_images, sampled_manifest  # {page: table} of the pages materialized
     sizes = store.sizes("images/")  # one listing, not a request per image
     manifest, stats = build_manifest(images, manifests, fractions, sizes)
+    table = table_path(context.asset_key)
+    published = published_table(store, table)
+    manifest, dups = add_duplicates(manifest, store, fractions, curation.duplicate_max_distance,
+                                    known_phashes(published), workers=settings.download_concurrency)
+    if dups["unhashable"]:
+        context.log.warning(f"{len(dups['unhashable'])} images have no perceptual hash (each is "
+                            f"grouped by its sha256 only): {dups['unhashable'][:3]}")
     included = sorted(images)
     summary = summarize(manifest, list(fractions))
     context.log.info(
         f"{summary.images} images from {len(included)} pages ({page_ranges(included)}); {stats}"
     )
-    table = table_path(context.asset_key)
-    shrink = check_shrink(published_row_count(store, table), len(manifest), settings.max_dataset_shrink,
-                          config.accept_shrink)
+    previous = None if published is None else len(published)
+    shrink = check_shrink(previous, len(manifest), settings.max_dataset_shrink, config.accept_shrink)
+    within_splits = check_groups_within_splits(manifest)
     checks = [
         shrink,
+        within_splits,
         check_unique(manifest),
         check_uris(manifest, sizes),
         check_sha256_sample(manifest, store, config.sha256_sample_size),
     ]
-    if not shrink.passed:
-        context.log.error(shrink.description)
-        yield from checks  # the blocking check fails the run; consumers keep the published table
+    refused = [c for c in (shrink, within_splits) if not c.passed]
+    if refused:
+        for check in refused:
+            context.log.error(check.description)
+        yield from checks  # a blocking check fails the run; consumers keep the published table
         return
-    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, table))
+    yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, dups, table))
     yield from checks
