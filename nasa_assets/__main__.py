@@ -18,19 +18,8 @@ RANGE_END = "dagster/asset_partition_range_end"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def _chunks(keys: list[str]) -> list[tuple[str, str]]:
-    """Contiguous runs of page keys, each launched as one single-run range."""
-    runs, start = [], keys[0]
-    for prev, key in zip(keys, keys[1:]):
-        if int(key) != int(prev) + 1:
-            runs.append((start, prev))
-            start = key
-    runs.append((start, keys[-1]))
-    return runs
-
-
 def run(pages: str, with_dataset: bool = True) -> int:
-    from nasa_assets.dataset.pages import parse_page_range
+    from nasa_assets.dataset.pages import page_runs, parse_page_range
 
     try:
         keys = parse_page_range(pages)
@@ -60,7 +49,7 @@ def run(pages: str, with_dataset: bool = True) -> int:
     store = defs.resources["storage"].store()
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
     ok, search_failed = True, False
-    for start, end in _chunks(keys):
+    for start, end in page_runs(keys):  # each contiguous run is one single-run range
         tags = {RANGE_START: start, RANGE_END: end}
         result = job.execute_in_process(
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS

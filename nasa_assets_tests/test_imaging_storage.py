@@ -20,7 +20,6 @@ from nasa_assets.dataset.imaging import (
     ImageFacts,
     ImageMeter,
     ImageRejected,
-    measure_stream,
     read_header,
 )
 from nasa_assets.nasa.client import NasaClient
@@ -31,6 +30,14 @@ from nasa_assets.storage.local import INCOMING, LocalStore
 from nasa_assets_tests.helpers import answering, serving
 
 MB = 1 << 20
+
+
+def measure_stream(chunks, max_bytes: int) -> ImageFacts:
+    """What the downloader learns of a body arriving in `chunks`."""
+    meter = ImageMeter(max_bytes)
+    for chunk in chunks:
+        meter.feed(chunk)
+    return meter.finish()
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -206,9 +206,10 @@ def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_doub
 
     # The same page with another host allowed for images: no thumbnail from a refused host.
     from nasa_assets.defs.assets.moon_images import _thumbnails
+    from nasa_assets.nasa.urls import parse_allowed_hosts
 
     manifest = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
-    assert _thumbnails({"0001": manifest}, "images-assets.nasa.gov") == {}
+    assert _thumbnails({"0001": manifest}, parse_allowed_hosts("images-assets.nasa.gov")) == {}
 
 
 def test_an_image_from_another_source_under_the_same_key_is_fetched_again(target, nasa_double):

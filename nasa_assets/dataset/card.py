@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 import pandas as pd
 import pyarrow as pa
 
+from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.tables import SCHEMAS
 
 NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
@@ -137,19 +138,6 @@ def summarize(manifest: pd.DataFrame, split_names: list[str] | None = None) -> S
         first_date=known.min().date().isoformat() if len(known) else None,
         last_date=known.max().date().isoformat() if len(known) else None,
     )
-
-
-def page_ranges(keys: list[str]) -> str:
-    """["0001", "0002", "0003", "0007"] -> "0001-0003, 0007"; "none" when empty."""
-    numbers = sorted(int(k) for k in keys)
-    if not numbers:
-        return "none"
-    parts, start = [], numbers[0]
-    for prev, cur in zip(numbers, numbers[1:] + [None]):
-        if cur != prev + 1:
-            parts.append(f"{start:04d}" if start == prev else f"{start:04d}-{prev:04d}")
-            start = cur
-    return ", ".join(parts)
 
 
 def human_bytes(size: int) -> str:

@@ -318,14 +318,6 @@ class ImageMeter:
         return ImageFacts(self.size, self._hash.hexdigest(), width, height, fmt)
 
 
-def measure_stream(chunks, max_bytes: int) -> ImageFacts:
-    """Facts of an already stored object, read back chunk by chunk."""
-    meter = ImageMeter(max_bytes)
-    for chunk in chunks:
-        meter.feed(chunk)
-    return meter.finish()
-
-
 def source_digest(url: str) -> str:
     """Where an object came from, as stored with it: ASCII-safe for S3 metadata, and the same for
     the same URL, so a later run can tell a stored image from another source's under its key."""

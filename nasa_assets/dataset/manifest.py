@@ -9,6 +9,7 @@ from datetime import datetime
 from nasa_assets.dataset.keys import image_key
 from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.dataset.validation import rejection_reason
+from nasa_assets.nasa.parsing import CONTROL_CHARACTERS
 from nasa_assets.nasa.renditions import (
     choose_rendition,
     links_list_all_renditions,
@@ -85,8 +86,6 @@ def attach_image(
     }, None
 
 
-# What parse_item removes from text: control characters and lone surrogates.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 NORMALISED_FIELDS = ("title", "description", "center", "media_type", "photographer", "location")
 
 

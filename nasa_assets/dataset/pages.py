@@ -1,5 +1,7 @@
 """Search pages: the API answers at most 10,000 hits, 100 pages of 100."""
 
+from collections.abc import Iterable
+
 PAGE_SIZE = 100
 MAX_HITS = 10_000
 MAX_PAGES = MAX_HITS // PAGE_SIZE
@@ -42,3 +44,20 @@ def parse_page_range(spec: str) -> list[str]:
     if not pages:
         raise ValueError("no pages given")
     return [page_key(p) for p in sorted(pages)]
+
+
+def page_runs(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Contiguous runs of page keys, in page order: ["0007", "0001", "0002"] -> [("0001", "0002"),
+    ("0007", "0007")]."""
+    runs: list[list[int]] = []
+    for number in sorted(page_number(k) for k in keys):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return [(page_key(first), page_key(last)) for first, last in runs]
+
+
+def page_ranges(keys: Iterable[str]) -> str:
+    """["0001", "0002", "0003", "0007"] -> "0001-0003, 0007"; "none" when empty."""
+    return ", ".join(a if a == b else f"{a}-{b}" for a, b in page_runs(keys)) or "none"

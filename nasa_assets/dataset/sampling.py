@@ -1,6 +1,8 @@
 """Deterministic sampling: an item is kept when a stable hash of its nasa_id lands in bucket 0."""
 
 import hashlib
+import random
+from collections.abc import Sequence
 
 
 def sample_bucket(nasa_id: str, factor: int) -> int:
@@ -29,3 +31,9 @@ def split_for(nasa_id: str, fractions: dict[str, float]) -> str:
         if point < acc:
             return name
     return name
+
+
+def seeded_sample(items: Sequence, k: int) -> list:
+    """At most `k` of `items`, the same ones on every run: checks that re-read a sample of stored
+    files give the same verdict when run again."""
+    return random.Random(0).sample(list(items), min(k, len(items)))

@@ -31,6 +31,13 @@ class NasaApiResource(dg.ConfigurableResource):
     pool_size: int = Field(16, description="Pooled connections; match DOWNLOAD_CONCURRENCY.")
 
     _client: NasaClient | None = PrivateAttr(default=None)
+    _hosts: tuple | None = PrivateAttr(default=None)
+
+    def hosts(self) -> tuple[tuple[str, int | None], ...]:
+        """allowed_hosts as (host, port) pairs, parsed once."""
+        if self._hosts is None:
+            self._hosts = parse_allowed_hosts(self.allowed_hosts)
+        return self._hosts
 
     def client(self) -> NasaClient:
         if self._client is None:
@@ -48,7 +55,7 @@ class NasaApiResource(dg.ConfigurableResource):
         return NasaClient(
             base_url=self.base_url,
             api_key=self.api_key,
-            allowed_hosts=parse_allowed_hosts(self.allowed_hosts),
+            allowed_hosts=self.hosts(),
             rate_limiter=shared_limiter(self.base_url, self.rate_limit_per_hour),
             connect_timeout=self.connect_timeout,
             read_timeout=read_timeout,

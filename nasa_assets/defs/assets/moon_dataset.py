@@ -1,13 +1,11 @@
 """moon_dataset: every stored image of the pages materialized so far, in one table."""
 
-import random
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.card import Summary, human_bytes, page_ranges, summarize
+from nasa_assets.dataset.card import Summary, human_bytes, summarize
 from nasa_assets.dataset.consolidate import (
     add_duplicates,
     build_manifest,
@@ -18,7 +16,8 @@ from nasa_assets.dataset.consolidate import (
 from nasa_assets.dataset.duplicates import groups_across_splits
 from nasa_assets.dataset.imaging import sha256_of
 from nasa_assets.dataset.keys import CARD_KEY
-from nasa_assets.dataset.pages import MAX_PAGES
+from nasa_assets.dataset.pages import MAX_PAGES, page_ranges
+from nasa_assets.dataset.sampling import seeded_sample
 from nasa_assets.defs.io_manager import table_path
 from nasa_assets.defs.resources import (
     CurationSettings,
@@ -132,7 +131,7 @@ def check_uris(manifest: pd.DataFrame, sizes: dict[str, int]) -> dg.AssetCheckRe
 def check_sha256_sample(manifest: pd.DataFrame, store: ObjectStore, size: int) -> dg.AssetCheckResult:
     """Re-hash up to `size` images, the same sample for the same table (seeded)."""
     rows = list(manifest[["image_key", "sha256"]].itertuples())
-    sample = random.Random(0).sample(rows, min(size, len(rows)))
+    sample = seeded_sample(rows, size)
     bad = []
     for row in sample:
         try:

@@ -1,4 +1,3 @@
-import random
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -7,11 +6,12 @@ import pandas as pd
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.downloader import Downloader
 from nasa_assets.dataset.imaging import sha256_of
+from nasa_assets.dataset.sampling import seeded_sample
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.assets.sampled_manifest import MANIFEST_VALID
 from nasa_assets.defs.io_manager import table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
-from nasa_assets.nasa.urls import parse_allowed_hosts, url_block_reason
+from nasa_assets.nasa.urls import url_block_reason
 from nasa_assets.storage import LocalStore, ObjectStore
 
 IMAGES_COMPLETE = "images_complete"
@@ -107,7 +107,7 @@ def moon_images(
         "download_mb_per_s": done.progress.mb_per_s(),
         "images_root": store.uri("images/"),
         **breaker,
-        "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.allowed_hosts))),
+        "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.hosts()))),
     })
     yield check
 
@@ -139,7 +139,7 @@ def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max
     if wrong:
         problems.append(f"{len(wrong)} stored objects missing or of another size, e.g. {wrong[:3]}")
     candidates = list(written[~written["image_key"].isin(wrong)].itertuples())
-    sample = random.Random(0).sample(candidates, min(len(candidates), HASH_SAMPLE_PER_PAGE * len(manifests)))
+    sample = seeded_sample(candidates, HASH_SAMPLE_PER_PAGE * len(manifests))
     hashes = pool.map(lambda r: sha256_of(store.iter_chunks(r.image_key)), sample)
     bad_hash = [r.image_key for r, digest in zip(sample, hashes) if digest != r.sha256]
     if bad_hash:
@@ -159,10 +159,9 @@ def _completeness(store: ObjectStore, manifests: dict, images: pd.DataFrame, max
     )
 
 
-def _thumbnails(manifests: dict[str, pd.DataFrame], allowed_hosts: str) -> dict[str, str]:
+def _thumbnails(manifests: dict[str, pd.DataFrame], allowed: tuple) -> dict[str, str]:
     """NASA's own thumbnail of each item, for the UI preview; only URLs on the allowed hosts, so a
     hostile item cannot make the UI load something else."""
-    allowed = parse_allowed_hosts(allowed_hosts)
     return {
         row.nasa_id: row.preview_url
         for frame in manifests.values() for row in frame[["nasa_id", "preview_url"]].itertuples()

@@ -9,7 +9,6 @@ from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.io_manager import sibling, table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.client import FetchError
-from nasa_assets.nasa.urls import parse_allowed_hosts
 
 MANIFEST_VALID = "manifest_valid"
 
@@ -91,7 +90,7 @@ def sampled_manifest(
     Rejected items are kept with their reason in `rejected/<page>.parquet` of the dataset root."""
     client, store = nasa.client(), storage.store()
     breaker = client.new_breaker()  # one per step: an outage stops all of its look-ups
-    allowed = parse_allowed_hosts(nasa.allowed_hosts)
+    allowed = nasa.hosts()
     pages = {key: tables.records(results) for key, results in search_results.items()}
     rejected_key = sibling(context.asset_key, "rejected")
     screened = {key: manifest.screen(rows) for key, rows in pages.items()}
