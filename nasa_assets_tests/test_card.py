@@ -175,3 +175,12 @@ def test_duplicate_pairs_are_thumbnails_relative_to_the_card():
     assert ('| <a href="images/a_b~1.jpg"><img src="images/a_b~1.jpg" width="160" alt="a&quot;b">'
             '</a><br>`a"b` | <a href="images/c%20d.jpg"><img src="images/c%20d.jpg" width="160" '
             'alt="c d"></a><br>`c d` | 4 |') in text
+
+
+def test_markdown_tables_escape_every_cell_one_way():
+    from nasa_assets.dataset.markdown import cell, table
+
+    assert cell("a|b\nc\r") == "a\\|b c "
+    assert table(["", ""], [["x", 1]]) == ["| | |", "|---|---|", "| x | 1 |"]
+    assert table(["name", "n"], [[cell("A|B"), 2]], align="lr") == [
+        "| name | n |", "|---|---:|", "| A\\|B | 2 |"]

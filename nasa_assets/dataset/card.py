@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 import pandas as pd
 import pyarrow as pa
 
+from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.tables import SCHEMAS
 
@@ -149,16 +150,10 @@ def human_bytes(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _count_table(title: str, counts: dict[str, int], total: int) -> list[str]:
-    lines = [f"| {title} | images | share |", "|---|---:|---:|"]
-    for name, n in counts.items():
-        share = f"{n / total:.1%}" if total else "-"
-        lines.append(f"| {_cell(name)} | {n} | {share} |")
-    return lines
+    return table([title, "images", "share"],
+                 ([cell(name), n, f"{n / total:.1%}" if total else "-"] for name, n in counts.items()),
+                 align="lrr")
 
 
 def type_name(arrow_type: pa.DataType) -> str:
@@ -171,10 +166,10 @@ def type_name(arrow_type: pa.DataType) -> str:
 
 
 def schema_table() -> list[str]:
-    lines = ["| column | type | meaning |", "|---|---|---|"]
-    for f in SCHEMAS["moon_dataset"]:
-        lines.append(f"| `{f.name}` | {type_name(f.type)} | {_cell(COLUMN_MEANINGS.get(f.name, ''))} |")
-    return lines
+    return table(["column", "type", "meaning"], (
+        [f"`{f.name}`", type_name(f.type), cell(COLUMN_MEANINGS.get(f.name, ""))]
+        for f in SCHEMAS["moon_dataset"]
+    ))
 
 
 def loader_example(root_uri: str) -> list[str]:
@@ -196,9 +191,9 @@ THUMBNAIL_WIDTH = 160
 def _thumbnail(nasa_id: str, image_key: str) -> str:
     # Relative to the card, so a copied folder or prefix keeps working.
     src = quote(image_key)
-    alt = html.escape(_cell(nasa_id), quote=True)
+    alt = html.escape(cell(nasa_id), quote=True)
     return (f'<a href="{src}"><img src="{src}" width="{THUMBNAIL_WIDTH}" alt="{alt}"></a>'
-            f"<br>`{_cell(nasa_id)}`")
+            f"<br>`{cell(nasa_id)}`")
 
 
 def duplicates_section(facts: CardFacts) -> list[str]:
@@ -228,9 +223,11 @@ def duplicates_section(facts: CardFacts) -> list[str]:
         pairs = (facts.duplicate_examples or {}).get(kind) or []
         if not pairs:
             continue
-        lines += [f"Examples of {title}:", "", "| image | copy | bits apart |", "|---|---|---:|"]
-        lines += [f"| {_thumbnail(p['a'], p['a_key'])} | {_thumbnail(p['b'], p['b_key'])} | "
-                  f"{p['distance']} |" for p in pairs]
+        lines += [f"Examples of {title}:", ""]
+        lines += table(["image", "copy", "bits apart"], (
+            [_thumbnail(p["a"], p["a_key"]), _thumbnail(p["b"], p["b_key"]), p["distance"]]
+            for p in pairs
+        ), align="llr")
         lines.append("")
     return lines
 
@@ -247,7 +244,7 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
     lines = [
         f"# {source.title}",
         "",
-        f"Images returned by {source.label} for the query `{_cell(facts.query)}` (media type "
+        f"Images returned by {source.label} for the query `{cell(facts.query)}` (media type "
         f"image), with {metadata}, one row per image in `moon_dataset.parquet` next to this card."
         + (f" {source.note}" if source.note else ""),
         "",
@@ -255,11 +252,11 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| source | {_cell(source.label)} |",
+        f"| source | {cell(source.label)} |",
         f"| images | {summary.images} |",
         f"| total size | {human_bytes(summary.total_bytes)} ({summary.total_bytes} bytes) |",
         f"| dates | {dates} |",
-        f"| query | `{_cell(facts.query)}` |",
+        f"| query | `{cell(facts.query)}` |",
         f"| sampling | {sampling} (SEARCH_RESULT_SAMPLING_FACTOR={facts.sampling_factor}) |",
         f"| rendition | {facts.rendition} requested (NASA_IMAGE_RENDITION); the nearest available is "
         f"kept when missing |",

@@ -16,6 +16,7 @@ from nasa_assets.dataset.consolidate import (
 from nasa_assets.dataset.duplicates import groups_across_splits
 from nasa_assets.dataset.imaging import sha256_of
 from nasa_assets.dataset.keys import CARD_KEY
+from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.pages import MAX_PAGES, page_ranges
 from nasa_assets.dataset.sampling import seeded_sample
 from nasa_assets.defs.io_manager import table_path
@@ -157,16 +158,12 @@ def preview_grid(manifest: pd.DataFrame, limit: int = PREVIEW_IMAGES, per_row: i
     """A Markdown grid of the first few images: a link to each and a caption."""
     if manifest.empty:
         return "_no images yet_"
-    cells = []
-    for row in manifest.head(limit).itertuples():
-        title = str(row.title or "").replace("|", "/").replace("\n", " ")[:60]
-        cells.append(f"[**{row.nasa_id}**]({row.image_uri})<br>{title}<br>"
-                     f"{row.width}x{row.height} {row.format}, {row.split}")
+    cells = [f"[**{cell(row.nasa_id)}**]({row.image_uri})<br>{cell(str(row.title or '')[:60])}<br>"
+             f"{row.width}x{row.height} {row.format}, {row.split}"
+             for row in manifest.head(limit).itertuples()]
     cells += [""] * (-len(cells) % per_row)
-    lines = ["| " + " | ".join([" "] * per_row) + " |", "|" + "---|" * per_row]
-    for i in range(0, len(cells), per_row):
-        lines.append("| " + " | ".join(cells[i:i + per_row]) + " |")
-    return "\n".join(lines)
+    rows = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
+    return "\n".join(table([""] * per_row, rows))
 
 
 def _duplicate_metadata(dups: dict) -> dict:

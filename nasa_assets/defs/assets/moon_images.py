@@ -6,6 +6,7 @@ import pandas as pd
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.downloader import Downloader
 from nasa_assets.dataset.imaging import sha256_of
+from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.sampling import seeded_sample
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.assets.sampled_manifest import MANIFEST_VALID
@@ -174,9 +175,9 @@ def _preview(frame: pd.DataFrame, thumbnails: dict[str, str] | None = None, limi
     if stored.empty:
         return "_no images stored_"
     thumbnails = thumbnails or {}
-    lines = ["| thumbnail | nasa_id | size | bytes | stored at |", "|---|---|---|---|---|"]
-    for row in stored.itertuples():
-        thumb = f"![{row.nasa_id}]({thumbnails[row.nasa_id]})" if row.nasa_id in thumbnails else ""
-        lines.append(f"| {thumb} | {row.nasa_id} | {row.width}x{row.height} {row.format} | {row.bytes} | "
-                     f"[{row.image_key}]({row.image_uri}) |")
-    return "\n".join(lines)
+    return "\n".join(table(["thumbnail", "nasa_id", "size", "bytes", "stored at"], (
+        [f"![{cell(row.nasa_id)}]({thumbnails[row.nasa_id]})" if row.nasa_id in thumbnails else "",
+         cell(row.nasa_id), f"{row.width}x{row.height} {row.format}", row.bytes,
+         f"[{row.image_key}]({row.image_uri})"]
+        for row in stored.itertuples()
+    )))

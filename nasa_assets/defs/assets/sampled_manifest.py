@@ -3,7 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 
-from nasa_assets.dataset import manifest, tables
+from nasa_assets.dataset import manifest, markdown, tables
 from nasa_assets.dataset.validation import manifest_problems, rejection_budget
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.io_manager import sibling, table_path
@@ -168,8 +168,8 @@ def sampled_manifest(
 def _preview(frame: pd.DataFrame, limit: int = 5) -> str:
     if frame.empty:
         return "_no sampled items_"
-    lines = ["| nasa_id | title | rendition |", "|---|---|---|"]
-    for row in frame.head(limit).itertuples():
-        title = str(row.title).replace("|", "/")[:80]
-        lines.append(f"| {row.nasa_id} | {title} | [{row.rendition}]({row.image_url}) |")
-    return "\n".join(lines)
+    return "\n".join(markdown.table(["nasa_id", "title", "rendition"], (
+        [markdown.cell(row.nasa_id), markdown.cell(str(row.title)[:80]),
+         f"[{row.rendition}]({row.image_url})"]
+        for row in frame.head(limit).itertuples()
+    )))
