@@ -439,13 +439,15 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
         assert requested == 1
 
 
-def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
-    # A fresh interpreter importing only the public loader: Pillow's limit must already be the
-    # pipeline's (200 MP), not Pillow's default (89 MP warning, 179 MP error).
-    code = ("import PIL.Image; from nasa_assets.dataset import iter_images; "
-            "print(PIL.Image.MAX_IMAGE_PIXELS * 2)")
+def test_the_package_leaves_pillows_limit_alone_and_applies_the_same_one():
+    # A fresh interpreter using the loader and ingestion's measurement: Pillow's process-wide
+    # setting is the user's, and the package refuses exactly where Pillow's default refuses.
+    code = ("import PIL.Image; before = PIL.Image.MAX_IMAGE_PIXELS; "
+            "from nasa_assets.dataset import iter_images; import nasa_assets.dataset.imaging; "
+            "import nasa_assets.definitions; print(before, PIL.Image.MAX_IMAGE_PIXELS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) == MAX_PIXELS == 200_000_000
+    before, after = map(int, out.stdout.split())
+    assert before == after == MAX_PIXELS // 2
 
 
 def test_an_image_replaced_by_a_later_page_is_described_as_stored(tmp_path, nasa_double):

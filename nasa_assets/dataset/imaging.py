@@ -10,9 +10,11 @@ from PIL import Image
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger bodies go to a temporary file while downloading
 HEADER_PROBES = (64 * 1024, 512 * 1024, 4 * 1024 * 1024)  # where EXIF-heavy JPEGs put their SOF
-MAX_PIXELS = 200_000_000  # a NASA original is at most ~100 MP; beyond this it is a decompression bomb
-# Pillow refuses in Image.open above twice its limit; align that with ours so one rule decides.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+# Beyond this a file is a decompression bomb (a NASA original is at most ~100 MP). It is where
+# Image.open refuses with Pillow's default limit (twice Image.MAX_IMAGE_PIXELS), so one rule decides
+# without changing Pillow's setting for the whole process (a training script importing the loader
+# keeps its own).
+MAX_PIXELS = 2 * 89_478_485
 # A complete JPEG ends with its EOI marker, a PNG with its IEND chunk; looked for in the last bytes,
 # which tolerates data appended after them (some cameras do) but not a file cut short at the source.
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
