@@ -4,17 +4,10 @@ import datetime as dt
 
 import pytest
 
-from nasa_assets.dataset.card import (
-    COLUMN_MEANINGS,
-    NASA_GUIDELINES_URL,
-    CardFacts,
-    human_bytes,
-    page_ranges,
-    render_card,
-    source_of,
-    summarize,
-    type_name,
-)
+from nasa_assets.dataset.card import NASA_GUIDELINES_URL, CardFacts, render_card, source_of
+from nasa_assets.dataset.columns import COLUMN_MEANINGS, type_name
+from nasa_assets.dataset.pages import page_ranges
+from nasa_assets.dataset.summary import human_bytes, summarize
 from nasa_assets.dataset.tables import SCHEMAS, frame
 
 UTC = dt.timezone.utc

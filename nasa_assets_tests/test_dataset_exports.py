@@ -16,12 +16,12 @@ from nasa_assets.dataset.duplicates import phash_of
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.dataset.tables import SCHEMAS
 from nasa_assets.dataset.webdataset_export import sample_key
-from nasa_assets.defs.assets.moon_dataset import (
+from nasa_assets.defs.assets.moon_dataset import moon_dataset
+from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
+from nasa_assets.defs.assets.moon_dataset_checks import (
     NO_GROUP_ACROSS_SPLITS,
     check_groups_within_splits,
-    moon_dataset,
 )
-from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.assets.moon_webdataset import moon_webdataset, stale_reason
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env

@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nasa_assets.defs.assets.moon_dataset import moon_dataset, shrink_problem
+from nasa_assets.dataset.consolidate import shrink_problem
+from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table

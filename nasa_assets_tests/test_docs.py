@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nasa_assets.dataset.card import schema_table, type_name
+from nasa_assets.dataset.columns import schema_table, type_name
 from nasa_assets.dataset.tables import SCHEMAS
 from nasa_assets.defs.sensors import interval_seconds
 from nasa_assets.defs.settings import (

@@ -1,4 +1,4 @@
-"""The dataset card (<root>/README.md) and the summary it shares with the asset's metadata.
+"""The dataset card (<root>/README.md).
 
 Pure functions: a manifest DataFrame and a few facts in, numbers and Markdown out.
 """
@@ -9,60 +9,14 @@ import html
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
-import pandas as pd
-import pyarrow as pa
 
+from nasa_assets.dataset.columns import schema_table
 from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.pages import page_ranges
-from nasa_assets.dataset.tables import SCHEMAS
+from nasa_assets.dataset.summary import Summary, human_bytes
 
 NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
 NASA_API_HOST = "images-api.nasa.gov"
-UNKNOWN = "(unknown)"
-
-# What each column of moon_dataset means; the card lists them with their Parquet types.
-COLUMN_MEANINGS: dict[str, str] = {
-    "nasa_id": "NASA's identifier of the item; unique in this table",
-    "split": "train / validation / test (or the configured names), fixed by a hash of "
-             "duplicate_group: every copy of a picture is in one split",
-    "page": "the search page (1-100) where the image was first seen",
-    "title": "title given by NASA",
-    "description": "NASA's description (may contain credits and caption text)",
-    "date_created": "when the image was created, UTC",
-    "center": "NASA center that holds the item (HQ, JSC, KSC, JPL, ...)",
-    "keywords": "NASA's keywords, a list of strings (may be empty)",
-    "photographer": "credited photographer, when NASA lists one",
-    "location": "where the image was taken, when NASA lists it",
-    "image_key": "the image file, relative to the dataset root (`images/<safe nasa_id>.<ext>`)",
-    "image_uri": "absolute location of the image when it was stored (`s3://...` or `file://...`)",
-    "rendition": "which NASA rendition was kept: orig, large, medium, small or thumb",
-    "source_url": "where the image was downloaded from on NASA's file host",
-    "bytes": "size of the stored file in bytes",
-    "sha256": "SHA-256 of the stored file, hex",
-    "width": "width in pixels",
-    "height": "height in pixels",
-    "format": "file format as Pillow reports it (JPEG, PNG, TIFF, ...)",
-    "caption": "title and description cleaned for image-text training (no HTML, credits or "
-               "boilerplate; keywords when the description adds nothing), at most 1,000 characters",
-    "phash": "64-bit perceptual hash of the stored image (imagehash pHash), 16 hex digits; "
-             "null when the file cannot be decoded",
-    "duplicate_group": "the smallest nasa_id among this image's exact (same sha256) and near "
-                       "(close phash) duplicates; its own nasa_id when it has none",
-}
-
-
-@dataclass
-class Summary:
-    """Counts of one manifest, used by the card and the materialization metadata."""
-
-    images: int
-    total_bytes: int
-    per_split: dict[str, int]
-    per_center: dict[str, int]
-    per_rendition: dict[str, int]
-    per_decade: dict[str, int]
-    first_date: str | None
-    last_date: str | None
 
 
 @dataclass
@@ -111,65 +65,10 @@ def source_of(api_base_url: str) -> Source:
                   f"That is not NASA's own API ({NASA_API_HOST}).", False)
 
 
-def _counts(values: pd.Series) -> dict[str, int]:
-    counts = values.fillna(UNKNOWN).astype(str).replace("", UNKNOWN).value_counts()
-    # Largest first, then by name: the same manifest always gives the same order.
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {name: int(n) for name, n in ordered}
-
-
-def summarize(manifest: pd.DataFrame, split_names: list[str] | None = None) -> Summary:
-    """Counts per split, center, rendition and decade, total size and date range."""
-    per_split = {name: 0 for name in split_names or []}
-    for name, n in _counts(manifest["split"]).items():
-        per_split[name] = n
-    dates = pd.to_datetime(manifest["date_created"], utc=True)
-    decades = (dates.dt.year // 10 * 10).astype("Int64")
-    per_decade = {f"{int(d)}s": int(n) for d, n in decades.value_counts().sort_index().items()}
-    if dates.isna().any():
-        per_decade[UNKNOWN] = int(dates.isna().sum())
-    known = dates.dropna()
-    return Summary(
-        images=len(manifest),
-        total_bytes=int(manifest["bytes"].fillna(0).sum()),
-        per_split=per_split,
-        per_center=_counts(manifest["center"]),
-        per_rendition=_counts(manifest["rendition"]),
-        per_decade=per_decade,
-        first_date=known.min().date().isoformat() if len(known) else None,
-        last_date=known.max().date().isoformat() if len(known) else None,
-    )
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
 def _count_table(title: str, counts: dict[str, int], total: int) -> list[str]:
     return table([title, "images", "share"],
                  ([cell(name), n, f"{n / total:.1%}" if total else "-"] for name, n in counts.items()),
                  align="lrr")
-
-
-def type_name(arrow_type: pa.DataType) -> str:
-    """A Parquet/Arrow type in words that survive Markdown: "list of string", "timestamp (us, UTC)"."""
-    if pa.types.is_list(arrow_type):
-        return f"list of {type_name(arrow_type.value_type)}"
-    if pa.types.is_timestamp(arrow_type):
-        return f"timestamp ({arrow_type.unit}, {arrow_type.tz or 'naive'})"
-    return str(arrow_type)
-
-
-def schema_table() -> list[str]:
-    return table(["column", "type", "meaning"], (
-        [f"`{f.name}`", type_name(f.type), cell(COLUMN_MEANINGS.get(f.name, ""))]
-        for f in SCHEMAS["moon_dataset"]
-    ))
 
 
 def loader_example(root_uri: str) -> list[str]:

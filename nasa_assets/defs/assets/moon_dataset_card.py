@@ -4,10 +4,11 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.card import CardFacts, render_card, summarize
+from nasa_assets.dataset.card import CardFacts, render_card
 from nasa_assets.dataset.consolidate import duplicate_summary
 from nasa_assets.dataset.keys import CARD_KEY
 from nasa_assets.dataset.pages import MAX_PAGES, PAGE_KEYS
+from nasa_assets.dataset.summary import summarize
 from nasa_assets.defs.io_manager import sibling, stored_pages
 from nasa_assets.defs.resources import (
     CurationSettings,
