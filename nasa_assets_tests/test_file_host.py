@@ -190,7 +190,7 @@ def test_a_deeply_nested_search_page_fails_its_step_with_a_clear_message(tmp_pat
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "search_results"
     assert failure.event_specific_data.error.cause.message.startswith(
-        "nasa_assets.nasa.client.NasaApiError: search page 1: JSON nested too deeply to decode")
+        "nasa_assets.nasa.errors.NasaApiError: search page 1: JSON nested too deeply to decode")
 
 
 def test_a_deeply_nested_collection_json_rejects_its_item_only(tmp_path, nasa_double):

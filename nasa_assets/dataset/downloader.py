@@ -16,7 +16,8 @@ from nasa_assets.dataset import tables
 from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.dataset.imaging import ImageFacts, ImageRejected, source_digest
 from nasa_assets.dataset.progress import Progress
-from nasa_assets.nasa.client import FetchError, NasaClient
+from nasa_assets.nasa.client import NasaClient
+from nasa_assets.nasa.errors import FetchError
 from nasa_assets.nasa.urls import upgraded
 from nasa_assets.storage import ObjectStore
 

@@ -14,7 +14,8 @@ from nasa_assets.dataset.imaging import (
     source_digest,
 )
 from nasa_assets.nasa.breaker import UNAVAILABLE, Breaker
-from nasa_assets.nasa.client import TRANSIENT_ERRORS, DeadlineExceeded, FetchError, NasaClient
+from nasa_assets.nasa.client import NasaClient
+from nasa_assets.nasa.errors import TRANSIENT_ERRORS, DeadlineExceeded, FetchError
 from nasa_assets.storage import ObjectStore
 
 

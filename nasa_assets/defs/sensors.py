@@ -31,7 +31,7 @@ from nasa_assets.dataset.repair import (
 from nasa_assets.defs.jobs import moon_images_job
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.defs.settings import repair_policy_from_env, total_hits_drop_share
-from nasa_assets.nasa.client import NasaApiError
+from nasa_assets.nasa.errors import NasaApiError
 
 INTERVAL_VARIABLE = "NASA_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 3600

@@ -8,7 +8,7 @@ from nasa_assets.dataset.validation import manifest_problems, rejection_budget
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.io_manager import sibling, table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
-from nasa_assets.nasa.client import FetchError
+from nasa_assets.nasa.errors import FetchError
 
 MANIFEST_VALID = "manifest_valid"
 
