@@ -40,7 +40,8 @@ pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: ingestion speed and memory against the NASA double + moto (BENCH_ARGS="--skip-big" etc.)
+## bench: every ingestion path side by side against the NASA double + moto, then the whole collection
+## (BENCH_ARGS="--pages 2 --skip-whole" etc.; img2dataset gets its own .venv-img2dataset on first use)
 bench: $(STAMP)
 	$(BIN)/python -m nasa_assets_tests.bench $(BENCH_ARGS)
 
@@ -51,4 +52,4 @@ shell: build
 	docker run --rm -it --env-file $(if $(wildcard .env),.env,.env.example) $(IMAGE) bash
 
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) .venv-img2dataset data .dagster_home
