@@ -57,8 +57,8 @@ def run(pages: str, with_dataset: bool = True) -> int:
         loggers={"console": concise_console_logger},
     )
     job = cli_defs.resolve_job_def(moon_images_job.name)
-    store = defs.resources["storage"].store()
-    print(f"nasa_assets: pages {pages} -> {store.root_uri}")
+    root_uri = defs.resources["storage"].root_uri()
+    print(f"nasa_assets: pages {pages} -> {root_uri}")
     ok = True
     for start, end in _chunks(keys):
         tags = {RANGE_START: start, RANGE_END: end}
@@ -75,7 +75,7 @@ def run(pages: str, with_dataset: bool = True) -> int:
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
-    print(f"nasa_assets: dataset at {store.root_uri}")
+    print(f"nasa_assets: dataset at {root_uri}")
     return 0 if ok else 1
 
 

@@ -9,6 +9,7 @@ from nasa_assets.nasa.ratelimit import shared_limiter
 from nasa_assets.nasa.renditions import RENDITIONS
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, ObjectStore, S3Store
+from nasa_assets.storage.s3 import s3_root_uri
 
 
 class NasaApiResource(dg.ConfigurableResource):
@@ -102,6 +103,10 @@ class DatasetStorage(dg.ConfigurableResource):
     def store(self) -> ObjectStore:
         raise TypeError("configure LocalDatasetStorage or S3DatasetStorage, not the base class")
 
+    def root_uri(self) -> str:
+        """Where the dataset is, without connecting to it."""
+        return self.store().root_uri
+
 
 class LocalDatasetStorage(DatasetStorage):
     """A local folder, the embedded default when S3_BUCKET_NAME is not set."""
@@ -129,3 +134,7 @@ class S3DatasetStorage(DatasetStorage):
         if self._store is None:
             self._store = S3Store(self.s3.get_client(), self.bucket, self.prefix)
         return self._store
+
+    def root_uri(self) -> str:
+        # No client: creating one costs a few hundred ms of botocore set-up.
+        return s3_root_uri(self.bucket, self.prefix)

@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--whole-pages", type=int, default=100, help="pages of the whole-collection run (default 100)")
     parser.add_argument("--skip-whole", action="store_true", help="leave out the whole-collection run")
     parser.add_argument("--skip-dev", action="store_true", help="leave out the `dagster dev` path")
+    parser.add_argument("--dequeue-interval", type=int, default=None,
+                        help="dagster dev path: run_queue.dequeue_interval_seconds added to the repo's "
+                             "dagster.dev.yaml (default: the file as it is, i.e. Dagster's 5 s)")
     parser.add_argument("--skip-img2dataset", action="store_true", help="leave out img2dataset")
     parser.add_argument("--skip-sequential", action="store_true", help="leave out the sequential loop")
     parser.add_argument("--skip-big", action="store_true", help="leave out the large-image memory run")
@@ -147,7 +150,7 @@ def _bench(args, workdir: Path, sections: list[str], failures: list[str]) -> Non
                 by_key["sequential_500"] = by_key["sequential"]
         if not args.skip_dev:
             _step("dagster dev: starting (not timed)")
-            with paths.DagsterDev(bench) as dev:
+            with paths.DagsterDev(bench, args.dequeue_interval) as dev:
                 print(f"bench:   ready in {dev.startup_seconds:.1f} s, idle RSS {dev.idle_rss_mb:.0f} MB", flush=True)
                 _step(f"dagster job launch, pages 1-{n}, until the run succeeds")
                 record("dev", dev.launch(1, n, "dev"))

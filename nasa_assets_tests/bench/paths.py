@@ -63,6 +63,13 @@ class Bench:
             shutil.copy(source, home / "dagster.yaml")
         else:
             (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # The instance's databases exist before timing, as in a DAGSTER_HOME used before (like
+        # `make run`'s .dagster_home); a first-ever run also creates them, once.
+        import dagster as dg
+        from dagster._core.instance.ref import InstanceRef
+
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+            pass
         return home
 
     def env(self, bucket: str, home: Path) -> dict:
@@ -188,11 +195,16 @@ LOCATION_QUERY = """
 class DagsterDev:
     """`dagster dev` (webserver, daemon, code server) in its own session and DAGSTER_HOME."""
 
-    def __init__(self, bench: Bench):
+    def __init__(self, bench: Bench, dequeue_interval: int | None = None):
         self.bench = bench
         self.bucket = bench.bucket("dev")
         # The repo's own instance file: its run queue and pools are what `make dev` users get.
         self.home = bench.home("dev", ROOT / "dagster.dev.yaml")
+        self.instance_note = "the repo's dagster.dev.yaml"
+        if dequeue_interval is not None:  # an experiment: how long queued runs wait for the daemon
+            with open(self.home / "dagster.yaml", "a") as instance_file:
+                instance_file.write(f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n")
+            self.instance_note += f" + run_queue.dequeue_interval_seconds: {dequeue_interval}"
         self.env = bench.env(self.bucket, self.home)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -310,7 +322,8 @@ class DagsterDev:
                             seconds=seconds, peak_rss_mb=sampler.peak.rss_kb / 1024,
                             peak_pss_mb=sampler.peak_pss_kb / 1024, requests=bench.control.counts())
         result.images, self.stored = images - self.stored, images
-        result.note = f"launch to {status or 'no run seen'}; dagster dev idle {self.idle_rss_mb:.0f} MB"
+        result.note = (f"launch to {status or 'no run seen'}; dagster dev idle {self.idle_rss_mb:.0f} MB; "
+                       f"{self.instance_note}")
         if status != "SUCCESS":
             result.error = f"run {run_id or '?'} {status or 'not seen'}: {tail(log, 6)} {tail(self.log, 6)}"
         phases = run_phases(self.home, seconds, run_id=run_id, launched_at=started)
