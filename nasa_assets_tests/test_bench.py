@@ -144,3 +144,15 @@ def test_bench_runs_tiny_and_prints_its_table(tmp_path):
     assert again[1] == "0" and again[6].endswith("/ 0 / 0")  # no collection.json, no image
     assert rows["re-run: image downloads"][1:4] == ["0", "0", "yes"]
     assert rows["re-run: collection.json requests"][1:4] == ["0", "0", "yes"]
+
+
+def test_sampler_keeps_each_process_peak_by_command_line(tmp_path):
+    _fake_proc(tmp_path, 100, 1, 100, 1000)
+    _fake_proc(tmp_path, 101, 100, 100, 2000)
+    (tmp_path / "101" / "cmdline").write_bytes(b"python\0-c\0from multiprocessing.spawn import spawn_main\0")
+    sampler = TreeSampler(roots={100}, sessions={100}, proc=tmp_path)
+    sampler.sample()
+    (tmp_path / "101" / "smaps_rollup").write_text("Rss: 500 kB\nPss: 500 kB\n")
+    sampler.sample()
+    assert sampler.peak_of("spawn_main") == 2000
+    assert sampler.peak_of("no such command") == 0

@@ -167,6 +167,9 @@ def _bench(args, workdir: Path, sections: list[str], failures: list[str]) -> Non
 
         sections.append(f"### Every path, {n} pages\n\n" + paths_table([by_key[k] for k in order
                                                                           if not k.endswith("_500")]))
+        five = [by_key[k] for k in ("sequential_500", "materialize_500") if k in by_key]
+        if n > 5 and five:
+            sections.append("### 500 images (5 pages)\n\n" + paths_table(five))
         sections.append("### Targets (side by side)\n\n" + targets_table(side_by_side_targets(by_key)))
         sections.append("### Where the time goes\n\n" + phases_table([by_key[k] for k in order]))
         sections.append("### Commands\n\n" + markdown_table(

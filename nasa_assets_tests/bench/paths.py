@@ -289,7 +289,7 @@ class DagsterDev:
         log = bench.workdir / f"{name}.log"
         status, launched, run_id, launcher = "", None, "", None
         with open(log, "wb") as out, TreeSampler(sessions={self.proc.pid}) as sampler:
-            started = time.perf_counter()
+            started, started_epoch = time.perf_counter(), time.time()
             if via == "cli":
                 launcher = subprocess.Popen(argv, cwd=bench.workdir, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -322,13 +322,14 @@ class DagsterDev:
                             seconds=seconds, peak_rss_mb=sampler.peak.rss_kb / 1024,
                             peak_pss_mb=sampler.peak_pss_kb / 1024, requests=bench.control.counts())
         result.images, self.stored = images - self.stored, images
-        result.note = (f"launch to {status or 'no run seen'}; dagster dev idle {self.idle_rss_mb:.0f} MB; "
-                       f"{self.instance_note}")
+        worker = sampler.peak_of("spawn_main") / 1024  # the code server starts it by multiprocessing spawn
+        result.note = (f"launch to {status or 'no run seen'}; of the peak: the run worker {worker:.0f} MB, "
+                       f"dagster dev idle {self.idle_rss_mb:.0f} MB; {self.instance_note}")
         if status != "SUCCESS":
             result.error = f"run {run_id or '?'} {status or 'not seen'}: {tail(log, 6)} {tail(self.log, 6)}"
-        phases = run_phases(self.home, seconds, run_id=run_id, launched_at=started)
-        if launched is not None:
-            phases = {f"{how} returned": launched, **phases}
+        phases = run_phases(self.home, seconds, run_id=run_id, launched_at=started_epoch)
+        if launched is not None:  # in parallel with the phases above, not one of them
+            phases[f"({how} itself returned after"] = launched
         result.phases = phases
         return result
 
@@ -372,8 +373,9 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
         return {f"(run record unreadable: {type(error).__name__})": 0.0}
     start, end = record.start_time, record.end_time
     if launched_at is not None and start:
-        # create_timestamp is a datetime; the launch command's own time is reported separately.
-        phases["created to started (queue, run worker start)"] = start - record.create_timestamp.timestamp()
+        created = record.create_timestamp.timestamp()
+        phases["launch to run created (the launcher loads the code)"] = created - launched_at
+        phases["created to started (queue, run worker start-up)"] = start - created
     elif start and end:
         phases["outside the run (process start-up, imports, exit)"] = wall - (end - start)
     if start and steps:
@@ -382,4 +384,6 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
         phases[step.step_key] = step.end_time - step.start_time
     if end and steps:
         phases["last step to run end"] = end - steps[-1].end_time
+    if launched_at is not None and end:
+        phases["run end to success seen"] = launched_at + wall - end
     return phases

@@ -115,6 +115,7 @@ class TreeSampler:
         self.peak_pss_kb = 0
         self.last = Snapshot(0.0, 0, 0, 0)
         self.marks: dict[str, Snapshot] = {}
+        self.per_process: dict[int, tuple[str, int]] = {}  # pid -> (command line, peak RSS KiB)
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -131,16 +132,26 @@ class TreeSampler:
             roots, sessions = set(self.roots), set(self.sessions)
         pids = tree(list_processes(self.proc), roots, sessions)
         rss = pss = 0
+        each = {}
         for pid in pids:
             r, p = memory_kb(pid, self.proc)
             rss, pss = rss + r, pss + p
+            each[pid] = r
         snap = Snapshot(time.monotonic() - self._started, rss, pss, len(pids))
         with self._lock:
+            for pid, r in each.items():
+                command, peak = self.per_process.get(pid) or (_cmdline(pid, self.proc), 0)
+                self.per_process[pid] = (command, max(peak, r))
             self.last = snap
             if snap.rss_kb > self.peak.rss_kb:
                 self.peak = snap
             self.peak_pss_kb = max(self.peak_pss_kb, snap.pss_kb)
         return snap
+
+    def peak_of(self, needle: str) -> int:
+        """The highest RSS (KiB) of one process whose command line contains `needle`."""
+        with self._lock:
+            return max((peak for command, peak in self.per_process.values() if needle in command), default=0)
 
     def mark(self, label: str) -> Snapshot:
         """Sample now and keep the figure under `label` (e.g. "after page 10")."""
@@ -161,6 +172,13 @@ class TreeSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def _cmdline(pid: int, proc: Path) -> str:
+    try:
+        return (proc / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

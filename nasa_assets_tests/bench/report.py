@@ -69,7 +69,8 @@ def paths_table(results: list[PathResult]) -> str:
 
 
 def phases_table(results: list[PathResult]) -> str:
-    rows = [[r.name, ", ".join(f"{k} {v:.2f} s" for k, v in r.phases.items())] for r in results if r.phases]
+    rows = [[r.name, ", ".join(f"{k} {v:.2f} s" + (")" if k.startswith("(") else "") for k, v in r.phases.items())]
+            for r in results if r.phases]
     return markdown_table(["path", "where the time goes"], rows)
 
 
