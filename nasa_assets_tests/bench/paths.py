@@ -369,13 +369,30 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
             record = records[0]
             steps = sorted((s for s in instance.get_run_step_stats(record.dagster_run.run_id)
                             if s.start_time and s.end_time), key=lambda s: s.start_time)
+            kinds = dg.DagsterEventType
+            enqueued = starting = worker = None
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type={
+                    kinds.RUN_ENQUEUED, kinds.RUN_STARTING, kinds.ENGINE_EVENT}):
+                event = entry.dagster_event
+                if event.event_type == kinds.RUN_ENQUEUED:
+                    enqueued = entry.timestamp
+                elif event.event_type == kinds.RUN_STARTING:
+                    starting = entry.timestamp
+                elif worker is None and "Started process for run" in (event.message or ""):
+                    worker = entry.timestamp  # logged by the run worker once it has loaded the code
     except Exception as error:  # a measurement aid: never the reason the bench fails
         return {f"(run record unreadable: {type(error).__name__})": 0.0}
     start, end = record.start_time, record.end_time
     if launched_at is not None and start:
         created = record.create_timestamp.timestamp()
         phases["launch to run created (the launcher loads the code)"] = created - launched_at
-        phases["created to started (queue, run worker start-up)"] = start - created
+        if enqueued and starting and worker and created <= enqueued <= starting <= worker <= start:
+            phases["created to enqueued (planned events)"] = enqueued - created
+            phases["queued (until the daemon dequeues it)"] = starting - enqueued
+            phases["run worker start-up (new process, imports, code, instance)"] = worker - starting
+            phases["worker ready to run start"] = start - worker
+        else:
+            phases["created to started (queue, run worker start-up)"] = start - created
     elif start and end:
         phases["outside the run (process start-up, imports, exit)"] = wall - (end - start)
     if start and steps:
