@@ -57,7 +57,6 @@ def url_list(bench: Bench, bucket: str, pages: range) -> list[str]:
 
 def run(bench: Bench, urls: list[str]) -> PathResult:
     name = f"img2dataset 1.47 ({PROCESSES} processes x {THREADS} threads, given the URL list)"
-    log = bench.workdir / "img2dataset.log"
     try:
         executable = ensure_venv(bench.workdir / "img2dataset-install.log")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
