@@ -11,6 +11,7 @@ from nasa_assets_tests.bench.report import (
     PathResult,
     WholeResult,
     markdown_table,
+    median,
     side_by_side_targets,
     whole_targets,
 )
@@ -156,3 +157,11 @@ def test_sampler_keeps_each_process_peak_by_command_line(tmp_path):
     sampler.sample()
     assert sampler.peak_of("spawn_main") == 2000
     assert sampler.peak_of("no such command") == 0
+
+
+def test_median_of_one_page_runs_keeps_every_time_and_never_hides_a_failure():
+    runs = [_path("a", 100, 9.0, 1), _path("b", 100, 5.0, 1), _path("c", 100, 7.0, 1)]
+    chosen = median(runs)
+    assert chosen.name == "c" and chosen.note == "median of 3 one-page runs (9.0, 5.0, 7.0 s)"
+    broken = [_path("a", 100, 5.0, 1), _path("b", 0, 1.0, 1, error="run FAILURE")]
+    assert median(broken).name == "b"

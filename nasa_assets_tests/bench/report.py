@@ -80,6 +80,19 @@ def targets_table(targets: list[Target]) -> str:
                           [[t.name, t.measured, t.goal, verdict[t.met]] for t in targets])
 
 
+def median(results: list[PathResult]) -> PathResult:
+    """The run with the median wall time (failed runs first: a failure is never hidden), noting
+    every run's time."""
+    failed = [r for r in results if r.error]
+    if failed or len(results) == 1:
+        return (failed or results)[0]
+    ordered = sorted(results, key=lambda r: r.seconds)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    pages = ", ".join(f"{r.seconds:.1f}" for r in results)
+    chosen.note = f"median of {len(results)} one-page runs ({pages} s)" + (f"; {chosen.note}" if chosen.note else "")
+    return chosen
+
+
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
