@@ -50,7 +50,8 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
-## bench: ingestion speed and memory against the NASA double + moto (BENCH_ARGS="--skip-big" etc.)
+## bench: every ingestion path side by side against the NASA double + moto, then the whole collection
+## (BENCH_ARGS="--pages 2 --skip-whole" etc.; img2dataset gets its own .venv-img2dataset on first use)
 bench: $(STAMP)
 	$(BIN)/python -m nasa_assets_tests.bench $(BENCH_ARGS)
 
@@ -61,4 +62,4 @@ shell: build
 	docker run --rm -it --env-file $(if $(wildcard .env),.env,.env.example) $(IMAGE) bash
 
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) .venv-img2dataset data .dagster_home

@@ -45,6 +45,15 @@ def test_asset_kinds_name_the_storage_in_use(env, storage_kinds):
     assert graph.get(dg.AssetKey("moon_webdataset")).kinds == {"python"} | storage_kinds
 
 
+def test_every_job_runs_its_steps_in_the_run_worker():
+    """UI Materialize, `dagster asset materialize` and `dagster job launch` all get the in-process
+    executor: no subprocess (and no re-import of the stack) per step."""
+    from nasa_assets.definitions import defs
+
+    for name in ("moon_images_job", "__ASSET_JOB"):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor
+
+
 def test_defaults_are_local_storage_without_credentials():
     resources = resources_from_env({})
     assert isinstance(resources["storage"], LocalDatasetStorage)

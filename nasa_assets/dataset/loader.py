@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import boto3
 import pandas as pd
 from botocore.exceptions import ClientError
 from PIL import Image
@@ -51,6 +50,8 @@ def open_store(root: str | os.PathLike | ObjectStore) -> ObjectStore:
     if scheme == "s3":
         if not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"expected s3://bucket/prefix, got {root!r}")
+        import boto3  # here: a local dataset (and the code location) need not load it
+
         # boto3 reads credentials, region and AWS_ENDPOINT_URL from the environment itself.
         return S3Store(boto3.client("s3"), parts.netloc, unquote(parts.path).strip("/"))
     if scheme == "file":

@@ -22,7 +22,12 @@ def definitions_from_env(env: Mapping[str, str]) -> dg.Definitions:
     if isinstance(resources["storage"], S3DatasetStorage):
         # Kinds are fixed when an asset is defined; where its tables and images go is known here.
         assets = dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={"s3"}), assets)
+    # Every run executes its steps in one process, the run worker: a page's steps are short and
+    # I/O-bound, so a subprocess per step (the multiprocess default) would cost more in start-up
+    # and imports than the steps themselves. Downloads are concurrent inside moon_images; pools
+    # and step retries work the same in process.
     return dg.Definitions(
+        executor=dg.in_process_executor,
         assets=assets, jobs=[moon_images_job, moon_dataset_job], sensors=[nasa_search_refresh],
         resources=resources,
     )

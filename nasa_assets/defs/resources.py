@@ -1,5 +1,7 @@
 """Dagster resources: the NASA API, the dataset's settings, and where the dataset is stored."""
 
+import threading
+
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
@@ -9,6 +11,7 @@ from nasa_assets.nasa.ratelimit import shared_limiter
 from nasa_assets.nasa.renditions import RENDITIONS
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, ObjectStore, S3Store
+from nasa_assets.storage.s3 import s3_root_uri
 
 
 class NasaApiResource(dg.ConfigurableResource):
@@ -120,6 +123,10 @@ class DatasetStorage(dg.ConfigurableResource):
     def store(self) -> ObjectStore:
         raise TypeError("configure LocalDatasetStorage or S3DatasetStorage, not the base class")
 
+    def root_uri(self) -> str:
+        """Where the dataset is, without connecting to it."""
+        return self.store().root_uri
+
 
 class LocalDatasetStorage(DatasetStorage):
     """A local folder, the embedded default when S3_BUCKET_NAME is not set."""
@@ -134,6 +141,21 @@ class LocalDatasetStorage(DatasetStorage):
         return self._store
 
 
+# Each S3Resource.get_client() starts a new boto3 session that parses the S3 service model again
+# (0.15-0.4 s here), and a run builds the storage resource and the IO manager's copy of it; the
+# CLI runs two jobs. boto3 clients are thread-safe, so a process keeps one per configuration.
+_S3_CLIENTS: dict[str, object] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_s3_client(s3: S3Resource):
+    key = s3.model_dump_json()
+    with _S3_CLIENTS_LOCK:
+        if key not in _S3_CLIENTS:
+            _S3_CLIENTS[key] = s3.get_client()
+        return _S3_CLIENTS[key]
+
+
 class S3DatasetStorage(DatasetStorage):
     """An S3 bucket (or any S3-compatible store via AWS_ENDPOINT_URL)."""
 
@@ -145,9 +167,12 @@ class S3DatasetStorage(DatasetStorage):
 
     def store(self) -> ObjectStore:
         if self._store is None:
-            self._store = S3Store(self.s3.get_client(), self.bucket, self.prefix)
+            self._store = S3Store(shared_s3_client(self.s3), self.bucket, self.prefix)
         return self._store
 
+    def root_uri(self) -> str:
+        # No client: creating one costs a few hundred ms of botocore set-up.
+        return s3_root_uri(self.bucket, self.prefix)
 
 class CurationSettings(dg.ConfigurableResource):
     """Duplicate grouping of moon_dataset and the size of its WebDataset shards."""

@@ -44,12 +44,17 @@ def _missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
 
 
+def s3_root_uri(bucket: str, prefix: str = "") -> str:
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
 class S3Store(ObjectStore):
     def __init__(self, client, bucket: str, prefix: str = ""):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.root_uri = s3_root_uri(bucket, self.prefix)
 
     def _key(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):

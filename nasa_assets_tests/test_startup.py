@@ -1,0 +1,35 @@
+"""What `python -m nasa_assets run` prints before the run, without connecting to the store."""
+
+from dagster_aws.s3 import S3Resource
+
+from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
+
+
+def test_root_uri_is_the_store_root_for_s3_without_a_client(s3_server, s3_bucket):
+    storage = S3DatasetStorage(s3=S3Resource(endpoint_url=s3_server), bucket=s3_bucket, prefix="moon/data")
+    assert storage.root_uri() == f"s3://{s3_bucket}/moon/data"
+    assert storage._store is None  # no boto3 client was made for it
+    assert storage.root_uri() == storage.store().root_uri
+    bare = S3DatasetStorage(s3=S3Resource(endpoint_url=s3_server), bucket=s3_bucket, prefix="")
+    assert bare.root_uri() == bare.store().root_uri == f"s3://{s3_bucket}"
+
+
+def test_root_uri_of_a_local_folder(tmp_path):
+    storage = LocalDatasetStorage(root=str(tmp_path / "data"))
+    assert storage.root_uri() == (tmp_path / "data").resolve().as_uri() == storage.store().root_uri
+
+
+def test_one_s3_client_per_configuration_in_a_process(s3_server, s3_bucket):
+    def storage(endpoint: str, prefix: str = "moon_dataset") -> S3DatasetStorage:
+        return S3DatasetStorage(s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
+                                bucket=s3_bucket, prefix=prefix)
+
+    first, again, other_prefix = storage(s3_server), storage(s3_server), storage(s3_server, "elsewhere")
+    assert first.store().client is again.store().client is other_prefix.store().client
+    assert other_prefix.store().root_uri == f"s3://{s3_bucket}/elsewhere"
+    elsewhere = storage(s3_server.replace("127.0.0.1", "localhost"))
+    assert elsewhere.store().client is not first.store().client
+    assert elsewhere.store().client.meta.endpoint_url == s3_server.replace("127.0.0.1", "localhost")
+    # The shared client works: a write through one store is read through another.
+    first.store().put_bytes("probe.txt", b"shared")
+    assert again.store().get_bytes("probe.txt") == b"shared"
