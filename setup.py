@@ -20,11 +20,12 @@ setup(
     ],
     extras_require={
         "postgres": ["dagster-postgres>=0.29.27,<0.30"],
-        # nasa_assets.hf.load_hf_dataset; used offline, never talks to the Hub.
+        # nasa_assets.dataset.hf.load_hf_dataset; used offline, never talks to the Hub.
         "hf": ["datasets>=5.2,<6"],
         "test": [
             "pytest>=9,<10",
             "hypothesis>=6.100,<7",
+            "import-linter>=2.17,<3",
             "moto[server]>=5.2,<5.3",
             "dagster-graphql>=1.13.27,<1.14",
             "dagster-postgres>=0.29.27,<0.30",

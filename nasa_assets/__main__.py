@@ -18,19 +18,8 @@ RANGE_END = "dagster/asset_partition_range_end"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def _chunks(keys: list[str]) -> list[tuple[str, str]]:
-    """Contiguous runs of page keys, each launched as one single-run range."""
-    runs, start = [], keys[0]
-    for prev, key in zip(keys, keys[1:]):
-        if int(key) != int(prev) + 1:
-            runs.append((start, prev))
-            start = key
-    runs.append((start, keys[-1]))
-    return runs
-
-
 def run(pages: str, with_dataset: bool = True) -> int:
-    from nasa_assets.partitions import parse_page_range
+    from nasa_assets.dataset.pages import page_runs, parse_page_range
 
     try:
         keys = parse_page_range(pages)
@@ -41,8 +30,8 @@ def run(pages: str, with_dataset: bool = True) -> int:
 
     import dagster as dg
 
-    from nasa_assets.console import concise_console_logger
-    from nasa_assets.jobs import moon_images_job
+    from nasa_assets.defs.console import concise_console_logger
+    from nasa_assets.defs.jobs import moon_dataset_job, moon_images_job
 
     home = os.getenv("DAGSTER_HOME")
     if home and not os.path.isdir(home):
@@ -50,21 +39,17 @@ def run(pages: str, with_dataset: bool = True) -> int:
         return 2
     # With DAGSTER_HOME the runs land in that instance (and show in `make dev`'s UI).
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
-    # The WebDataset export follows the table; it writes nothing when the table did not change.
-    dataset_job = dg.define_asset_job(
-        "moon_dataset_build", selection=["moon_dataset", "moon_webdataset"]
-    )
     # The code location's assets and resources, with a console logger that leaves stack traces
     # to the event log.
     cli_defs = dg.Definitions(
-        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, dataset_job],
+        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, moon_dataset_job],
         loggers={"console": concise_console_logger},
     )
     job = cli_defs.resolve_job_def(moon_images_job.name)
     store = defs.resources["storage"].store()
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
     ok, search_failed = True, False
-    for start, end in _chunks(keys):
+    for start, end in page_runs(keys):  # each contiguous run is one single-run range
         tags = {RANGE_START: start, RANGE_END: end}
         result = job.execute_in_process(
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
@@ -78,7 +63,7 @@ def run(pages: str, with_dataset: bool = True) -> int:
               "and run again (stored images are not downloaded twice)", file=sys.stderr)
     elif with_dataset:
         # Consolidate every page stored so far: <root>/moon_dataset.parquet and the card.
-        result = cli_defs.resolve_job_def(dataset_job.name).execute_in_process(
+        result = cli_defs.resolve_job_def(moon_dataset_job.name).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
@@ -96,7 +81,7 @@ def _search_hint(base_url: str) -> str:
 
 
 def _where(store) -> str:
-    from nasa_assets.dataset import MANIFEST_KEY
+    from nasa_assets.dataset.keys import MANIFEST_KEY
 
     try:
         built = store.exists(MANIFEST_KEY)
@@ -117,7 +102,7 @@ SUMMED = ("row_count", "items", "sampled", "rejected", "stored", "already_stored
 
 
 def _report(result, label: str) -> bool:
-    from nasa_assets.console import root_cause
+    from nasa_assets.defs.console import root_cause
 
     by_asset: dict[str, dict] = {}
     for event in result.get_asset_materialization_events():  # one per page of a range run
@@ -133,6 +118,8 @@ def _report(result, label: str) -> bool:
         elif name == "sampled_manifest":
             print(f"  {label} sampled_manifest: {meta['sampled']} sampled of {meta['items']}, "
                   f"{meta['rejected']} rejected {meta.get('rejected_reasons') or ''}".rstrip())
+        elif name == "moon_dataset_card":
+            continue  # its URI is on the moon_dataset line
         elif name == "moon_dataset":
             print(f"  {label} moon_dataset: {meta['row_count']} images in "
                   f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")

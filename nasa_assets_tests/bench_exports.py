@@ -22,11 +22,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from nasa_assets import tables
-from nasa_assets.assets.moon_dataset import add_duplicates
-from nasa_assets.duplicates import DEFAULT_THRESHOLD, group_duplicates, hamming, near_pairs, phash_of
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.consolidate import add_duplicates
+from nasa_assets.dataset.duplicates import (
+    DEFAULT_THRESHOLD,
+    group_duplicates,
+    hamming,
+    near_pairs,
+    phash_of,
+)
+from nasa_assets.dataset.webdataset_export import write_webdataset
 from nasa_assets.storage import LocalStore, ObjectStore
-from nasa_assets.webdataset_export import write_webdataset
 from nasa_assets_tests.small_dataset import picture
 
 

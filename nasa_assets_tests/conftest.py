@@ -77,9 +77,9 @@ def isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 def fresh_rate_budgets() -> Iterator[None]:
     """Each test starts with full request budgets: the process-wide limiters are keyed by API root,
     and a later test's double may get a port an earlier one used."""
-    from nasa_assets.nasa import ratelimit
+    from nasa_assets.nasa.ratelimit import clear_shared_limiters
 
-    ratelimit._shared.clear()
+    clear_shared_limiters()
     yield
 
 

@@ -11,10 +11,10 @@ import dagster as dg
 import pandas as pd
 from PIL import Image
 
-from nasa_assets.assets.moon_images import moon_images
-from nasa_assets.assets.sampled_manifest import sampled_manifest
-from nasa_assets.assets.search_results import search_results
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs.assets.moon_images import moon_images
+from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
+from nasa_assets.defs.assets.search_results import search_results
+from nasa_assets.defs.settings import resources_from_env
 
 PAGE_ASSETS = [search_results, sampled_manifest, moon_images]
 

@@ -10,8 +10,8 @@ import random
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from nasa_assets import tables
-from nasa_assets.keys import image_key, table_key
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.keys import image_key, table_key
 from nasa_assets.storage import ObjectStore
 
 
@@ -69,5 +69,5 @@ def write_small_dataset(store: ObjectStore, items=ITEMS, size=(320, 240)) -> tup
             "format": fmt,
         })
     manifest = tables.frame("moon_dataset", rows)
-    store.write_parquet(table_key("moon_dataset"), manifest, "moon_dataset")
+    tables.write_table(store, table_key("moon_dataset"), "moon_dataset", manifest)
     return manifest, images

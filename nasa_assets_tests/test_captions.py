@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasa_assets.captions import caption, clean_description, keyword_list
+from nasa_assets.dataset.captions import caption, clean_description, keyword_list
 
 DATA = Path(__file__).parent / "data"
 

@@ -4,18 +4,11 @@ import datetime as dt
 
 import pytest
 
-from nasa_assets.card import (
-    COLUMN_MEANINGS,
-    NASA_GUIDELINES_URL,
-    CardFacts,
-    human_bytes,
-    page_ranges,
-    render_card,
-    source_of,
-    summarize,
-    type_name,
-)
-from nasa_assets.tables import SCHEMAS, frame
+from nasa_assets.dataset.card import NASA_GUIDELINES_URL, CardFacts, render_card, source_of
+from nasa_assets.dataset.columns import COLUMN_MEANINGS, type_name
+from nasa_assets.dataset.pages import page_ranges
+from nasa_assets.dataset.summary import human_bytes, summarize
+from nasa_assets.dataset.tables import SCHEMAS, frame
 
 UTC = dt.timezone.utc
 
@@ -159,7 +152,7 @@ def test_human_bytes(size, text):
 
 
 def test_duplicate_pairs_are_thumbnails_relative_to_the_card():
-    from nasa_assets.card import CardFacts, duplicates_section
+    from nasa_assets.dataset.card import CardFacts, duplicates_section
 
     facts = CardFacts(root_uri="s3://b/p", query="moon", sampling_factor=1, rendition="large",
                       split_fractions={"train": 1.0})
@@ -175,3 +168,12 @@ def test_duplicate_pairs_are_thumbnails_relative_to_the_card():
     assert ('| <a href="images/a_b~1.jpg"><img src="images/a_b~1.jpg" width="160" alt="a&quot;b">'
             '</a><br>`a"b` | <a href="images/c%20d.jpg"><img src="images/c%20d.jpg" width="160" '
             'alt="c d"></a><br>`c d` | 4 |') in text
+
+
+def test_markdown_tables_escape_every_cell_one_way():
+    from nasa_assets.dataset.markdown import cell, table
+
+    assert cell("a|b\nc\r") == "a\\|b c "
+    assert table(["", ""], [["x", 1]]) == ["| | |", "|---|---|", "| x | 1 |"]
+    assert table(["name", "n"], [[cell("A|B"), 2]], align="lr") == [
+        "| name | n |", "|---|---:|", "| A\\|B | 2 |"]

@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nasa_assets.assets.moon_images import _completeness
+from nasa_assets.dataset.tables import frame
+from nasa_assets.defs.assets.moon_images import _completeness
 from nasa_assets.storage import LocalStore
-from nasa_assets.tables import frame
 
 GOOD, OTHER = b"\xff\xd8good image bytes", b"\xff\xd8evil image bytes"  # same length
 

@@ -67,7 +67,7 @@ def test_module_run_reports_an_unreachable_api_without_a_traceback(tmp_path, nas
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1
-    assert ("0001 step search_results failed: nasa_assets.nasa.client.NasaApiError: search page 1: "
+    assert ("0001 step search_results failed: nasa_assets.nasa.errors.NasaApiError: search page 1: "
             "GET http://127.0.0.1:9/search failed after 5 attempts: "
             "ConnectionError ([Errno 111] Connection refused)") in proc.stderr
     # What failed and why, not where in the code: the frames stay in the run's event log.

@@ -13,19 +13,16 @@ import pandas as pd
 import pytest
 
 from nasa_assets import dataset
-from nasa_assets.assets.moon_dataset import (
-    build_manifest,
-    moon_dataset,
-    pages_of,
-    preview_grid,
-)
 from nasa_assets.dataset import iter_images, load_manifest
-from nasa_assets.imaging import MAX_PIXELS
-from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
-from nasa_assets.sampling import split_for
-from nasa_assets.settings import resources_from_env
+from nasa_assets.dataset.consolidate import build_manifest
+from nasa_assets.dataset.imaging import MAX_PIXELS
+from nasa_assets.dataset.sampling import split_for
+from nasa_assets.dataset.tables import SCHEMAS, frame
+from nasa_assets.defs.assets.moon_dataset import moon_dataset, preview_grid
+from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
+from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets.tables import SCHEMAS, frame
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, s3_env
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
@@ -35,11 +32,12 @@ CHECKS = {"unique_nasa_id", "uris_exist", "sha256_sample", "shrink_within_limit"
 
 
 def materialize_dataset(env: dict, instance=None, sample_size: int | None = None):
-    """One run of moon_dataset alone (its upstream pages are read from storage)."""
+    """One run of moon_dataset and its card (the upstream pages are read from storage)."""
     run_config = ({"ops": {"moon_dataset": {"config": {"sha256_sample_size": sample_size}}}}
                   if sample_size is not None else None)
     return dg.materialize(
-        [*PAGE_ASSETS, moon_dataset], selection=[moon_dataset], resources=resources_from_env(env),
+        [*PAGE_ASSETS, moon_dataset, moon_dataset_card], selection=[moon_dataset, moon_dataset_card],
+        resources=resources_from_env(env),
         instance=instance, run_config=run_config, raise_on_error=False,
     )
 
@@ -349,19 +347,12 @@ def test_build_manifest_falls_back_to_another_page_for_metadata():
     assert stats["without_metadata"] == 1
 
 
-def test_pages_of_handles_dicts_bare_tables_and_nothing():
-    one = _images([("a", "stored")])
-    assert list(pages_of({"0002": one, "0001": one, "0003": None}, [])) == ["0001", "0002"]
-    assert list(pages_of(one, ["0007"])) == ["0007"]
-    assert pages_of(None, []) == {}
-
-
 def test_preview_grid_links_images():
     table, _ = build_manifest({"0001": _images([(c, "stored") for c in "abcd"])},
                               {"0001": _manifest(list("abcd"), "t|x")}, FRACTIONS)
     grid = preview_grid(table, limit=4, per_row=3)
     assert grid.count("](u)") == 4
-    assert "t/x a" in grid  # a pipe in a title cannot break the table
+    assert "t\\|x a" in grid  # a pipe in a title cannot break the table
     assert len(grid.splitlines()) == 4  # header, separator, two rows
     assert preview_grid(table.iloc[:0]) == "_no images yet_"
 
@@ -396,7 +387,7 @@ def _mat(instance, key, page=None):
 # parameter: the BetaWarning comes from inside dagster, not from this project's code.
 @pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
 def test_automation_requests_one_rebuild_per_batch_of_page_updates():
-    from nasa_assets.jobs import moon_images_job
+    from nasa_assets.defs.jobs import moon_images_job
 
     defs = dg.Definitions(assets=[*PAGE_ASSETS, moon_dataset], jobs=[moon_images_job],
                           resources=resources_from_env({}))
@@ -449,12 +440,15 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
         assert requested == 1
 
 
-def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
-    # A fresh interpreter importing only the public loader: Pillow's limit must already be the
-    # pipeline's (200 MP), not Pillow's default (89 MP warning, 179 MP error).
-    code = "import PIL.Image, nasa_assets.dataset; print(PIL.Image.MAX_IMAGE_PIXELS * 2)"
+def test_the_package_leaves_pillows_limit_alone_and_applies_the_same_one():
+    # A fresh interpreter using the loader and ingestion's measurement: Pillow's process-wide
+    # setting is the user's, and the package refuses exactly where Pillow's default refuses.
+    code = ("import PIL.Image; before = PIL.Image.MAX_IMAGE_PIXELS; "
+            "from nasa_assets.dataset import iter_images; import nasa_assets.dataset.imaging; "
+            "import nasa_assets.definitions; print(before, PIL.Image.MAX_IMAGE_PIXELS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) == MAX_PIXELS == 200_000_000
+    before, after = map(int, out.stdout.split())
+    assert before == after == MAX_PIXELS // 2
 
 
 def test_an_image_replaced_by_a_later_page_is_described_as_stored(tmp_path, nasa_double):

@@ -11,28 +11,32 @@ import pandas as pd
 import pytest
 import webdataset as wds
 
-from nasa_assets.assets.moon_dataset import (
+from nasa_assets.dataset.captions import caption
+from nasa_assets.dataset.duplicates import phash_of
+from nasa_assets.dataset.sampling import split_for
+from nasa_assets.dataset.tables import SCHEMAS
+from nasa_assets.dataset.webdataset_export import sample_key
+from nasa_assets.defs.assets.moon_dataset import moon_dataset
+from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
+from nasa_assets.defs.assets.moon_dataset_checks import (
     NO_GROUP_ACROSS_SPLITS,
     check_groups_within_splits,
-    moon_dataset,
 )
-from nasa_assets.assets.moon_webdataset import moon_webdataset, stale_reason
-from nasa_assets.captions import caption
-from nasa_assets.duplicates import phash_of
-from nasa_assets.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
-from nasa_assets.sampling import split_for
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs.assets.moon_webdataset import moon_webdataset, stale_reason
+from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets.tables import SCHEMAS
-from nasa_assets.webdataset_export import sample_key
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
-ASSETS = [*PAGE_ASSETS, moon_dataset, moon_webdataset]
+ASSETS = [*PAGE_ASSETS, moon_dataset, moon_dataset_card, moon_webdataset]
 
 
 def build(env: dict, *selection):
-    """One run of the selected downstream assets (pages are read from storage)."""
+    """One run of the selected downstream assets (pages are read from storage); moon_dataset
+    comes with its card."""
+    if "moon_dataset" in selection:
+        selection += ("moon_dataset_card",)
     return dg.materialize(ASSETS, selection=list(selection), resources=resources_from_env(env),
                           raise_on_error=False)
 
@@ -137,7 +141,7 @@ def test_the_check_fails_for_a_group_across_splits():
 
 
 def test_a_group_across_splits_blocks_publication_and_the_export(tmp_path, nasa_double, monkeypatch):
-    from nasa_assets.assets import moon_dataset as module
+    from nasa_assets.dataset import consolidate as module
 
     env = local_env(nasa_double, tmp_path / "dataset")
     store = store_of(env)

@@ -9,8 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nasa_assets.assets.moon_dataset import moon_dataset, shrink_problem
-from nasa_assets.settings import resources_from_env
+from nasa_assets.dataset.consolidate import shrink_problem
+from nasa_assets.defs.assets.moon_dataset import moon_dataset
+from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +21,8 @@ ACCEPT = {"ops": {"moon_dataset": {"config": {"accept_shrink": True}}}}
 
 def build_dataset(env: dict, run_config=None):
     return dg.materialize(
-        [*PAGE_ASSETS, moon_dataset], selection=[moon_dataset], resources=resources_from_env(env),
+        [*PAGE_ASSETS, moon_dataset, moon_dataset_card], selection=[moon_dataset, moon_dataset_card],
+        resources=resources_from_env(env),
         run_config=run_config, raise_on_error=False,
     )
 

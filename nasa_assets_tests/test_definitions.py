@@ -6,9 +6,9 @@ import re
 import dagster as dg
 import pytest
 
-from nasa_assets import settings as settings_module
-from nasa_assets.resources import LocalDatasetStorage, S3DatasetStorage
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs import settings as settings_module
+from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
+from nasa_assets.defs.settings import resources_from_env
 
 
 def test_definitions_load_and_job_resolves():
@@ -17,11 +17,15 @@ def test_definitions_load_and_job_resolves():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("moon_images_job")
     assert {n.name for n in job.nodes} == {"search_results", "sampled_manifest", "moon_images"}
+    # The CLI's dataset rebuild runs a job the code location defines, so the UI knows it.
+    dataset_job = defs.resolve_job_def("moon_dataset_job")
+    assert {n.name for n in dataset_job.nodes} == {"moon_dataset", "moon_dataset_card", "moon_webdataset"}
     specs = {key.name: key for key in defs.resolve_asset_graph().asset_check_keys}
     assert set(specs) == {"manifest_valid", "images_complete", "unique_nasa_id", "uris_exist", "sha256_sample",
                           "shrink_within_limit", "no_duplicate_group_across_splits"}
     assert {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()} == {
-        "search_results", "sampled_manifest", "moon_images", "moon_dataset", "moon_webdataset"}
+        "search_results", "sampled_manifest", "moon_images", "moon_dataset", "moon_dataset_card",
+        "moon_webdataset"}
     assert defs.resolve_assets_def("moon_webdataset").group_names_by_key == {
         dg.AssetKey("moon_webdataset"): "moon_dataset"}
     search = defs.resolve_assets_def("search_results")
@@ -37,6 +41,7 @@ def test_asset_kinds_name_the_storage_in_use(env, storage_kinds):
     graph = definitions_from_env(env).resolve_asset_graph()
     for name in ("search_results", "sampled_manifest", "moon_images", "moon_dataset"):
         assert graph.get(dg.AssetKey(name)).kinds == {"python", "parquet"} | storage_kinds, name
+    assert graph.get(dg.AssetKey("moon_dataset_card")).kinds == {"python", "markdown"} | storage_kinds
     assert graph.get(dg.AssetKey("moon_webdataset")).kinds == {"python"} | storage_kinds
 
 

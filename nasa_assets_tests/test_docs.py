@@ -7,10 +7,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nasa_assets.card import schema_table, type_name
-from nasa_assets.sensors import interval_seconds
-from nasa_assets.settings import repair_policy_from_env, resources_from_env, total_hits_drop_share
-from nasa_assets.tables import SCHEMAS
+from nasa_assets.dataset.columns import schema_table, type_name
+from nasa_assets.dataset.tables import SCHEMAS
+from nasa_assets.defs.sensors import interval_seconds
+from nasa_assets.defs.settings import (
+    repair_policy_from_env,
+    resources_from_env,
+    total_hits_drop_share,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nasa_assets"

@@ -9,11 +9,11 @@ import sys
 import pytest
 from PIL import Image
 
-from nasa_assets.duplicates import (
+from nasa_assets.dataset.duplicates import (
     assign_splits, duplicate_counts, example_pairs, group_duplicates, groups_across_splits, hamming,
     near_pairs, phash_of, phashes_of_stored,
 )
-from nasa_assets.sampling import split_for
+from nasa_assets.dataset.sampling import split_for
 from nasa_assets.storage import LocalStore
 from nasa_assets_tests.small_dataset import encoded, picture, write_small_dataset
 
@@ -196,7 +196,7 @@ def test_groups_across_splits_names_each_group_in_several_splits():
 def test_splits_are_the_same_in_another_process_and_a_seed_changes_them():
     groups = {f"id{i}": f"id{i - i % 3}" for i in range(300)}
     here = assign_splits(groups, FRACTIONS)
-    code = ("import json,sys; from nasa_assets.duplicates import assign_splits; "
+    code = ("import json,sys; from nasa_assets.dataset.duplicates import assign_splits; "
             "print(json.dumps(assign_splits(json.loads(sys.argv[1]), json.loads(sys.argv[2]))))")
     import json
     other = subprocess.run(

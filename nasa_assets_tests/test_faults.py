@@ -15,10 +15,16 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
-from nasa_assets.imaging import download_to_store
-from nasa_assets.keys import image_key
-from nasa_assets.manifest import listed_renditions
-from nasa_assets.nasa.client import BREAKER_THRESHOLD, FetchError, NasaApiError, NasaClient, describe_transient
+from nasa_assets.dataset.fetch import download_to_store
+from nasa_assets.dataset.keys import image_key
+from nasa_assets.dataset.manifest import listed_renditions
+from nasa_assets.nasa.client import (
+    BREAKER_THRESHOLD,
+    FetchError,
+    NasaApiError,
+    NasaClient,
+    describe_transient,
+)
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore, S3Store
@@ -356,7 +362,7 @@ def test_search_that_never_recovers_fails_the_step_and_writes_nothing(tmp_path, 
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert [e.step_key for e in failures] == ["search_results"]
     assert failures[0].event_specific_data.error.cause.message.startswith(
-        "nasa_assets.nasa.client.NasaApiError: search page 1: HTTP 500")
+        "nasa_assets.nasa.errors.NasaApiError: search page 1: HTTP 500")
     assert nasa_double.counts["image"] == nasa_double.counts["collection"] == 0
     assert not any(tmp_path.rglob("*.parquet"))
 

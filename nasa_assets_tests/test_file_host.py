@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from nasa_assets.assets.moon_images import _row
-from nasa_assets.imaging import download_to_store
+from nasa_assets.dataset.downloader import image_row
+from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.nasa.breaker import Breaker
 from nasa_assets.nasa.client import (
     BREAKER_THRESHOLD,
@@ -190,7 +190,7 @@ def test_a_deeply_nested_search_page_fails_its_step_with_a_clear_message(tmp_pat
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "search_results"
     assert failure.event_specific_data.error.cause.message.startswith(
-        "nasa_assets.nasa.client.NasaApiError: search page 1: JSON nested too deeply to decode")
+        "nasa_assets.nasa.errors.NasaApiError: search page 1: JSON nested too deeply to decode")
 
 
 def test_a_deeply_nested_collection_json_rejects_its_item_only(tmp_path, nasa_double):
@@ -336,7 +336,7 @@ def test_only_nasas_file_host_is_upgraded_to_https():
         assert upgraded(unchanged) == unchanged
     entry = {"nasa_id": "a", "image_key": "images/a.jpg", "rendition": "large",
              "image_url": "http://images-assets.nasa.gov/image/a/a~large.jpg"}
-    assert _row(entry, "failed", error="x")["source_url"] == "https://images-assets.nasa.gov/image/a/a~large.jpg"
+    assert image_row(entry, "failed", error="x")["source_url"] == "https://images-assets.nasa.gov/image/a/a~large.jpg"
 
 
 @contextlib.contextmanager

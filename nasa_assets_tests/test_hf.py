@@ -7,8 +7,9 @@ import datasets
 import pytest
 from PIL import Image
 
-from nasa_assets.hf import load_hf_dataset
-from nasa_assets.keys import table_key
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.hf import load_hf_dataset
+from nasa_assets.dataset.keys import table_key
 from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets_tests.small_dataset import ITEMS, write_small_dataset
 
@@ -63,7 +64,7 @@ def test_a_rebuilt_manifest_is_not_served_from_the_cache(tmp_path):
     assert len(load_hf_dataset(store, cache_dir=cache)) == len(ITEMS)
     assert len(load_hf_dataset(store, cache_dir=cache)) == len(ITEMS)  # from the cache
     smaller = manifest[manifest["nasa_id"] != "PIA12235"]
-    store.write_parquet(table_key("moon_dataset"), smaller, "moon_dataset")
+    tables.write_table(store, table_key("moon_dataset"), "moon_dataset", smaller)
     reloaded = load_hf_dataset(store, cache_dir=cache)
     assert reloaded["nasa_id"] == list(smaller["nasa_id"])
 

@@ -11,9 +11,16 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from nasa_assets.keys import extension_of, image_key, safe_name, table_key
-from nasa_assets.partitions import PAGE_KEYS, page_key, page_number, parse_page_range
-from nasa_assets.sampling import is_sampled, sample_bucket, split_for
+from nasa_assets.dataset.keys import extension_of, image_key, safe_name, table_key
+from nasa_assets.dataset.pages import (
+    PAGE_KEYS,
+    page_key,
+    page_number,
+    page_ranges,
+    page_runs,
+    parse_page_range,
+)
+from nasa_assets.dataset.sampling import is_sampled, sample_bucket, seeded_sample, split_for
 
 # --- safe_name / image_key -------------------------------------------------------------------
 
@@ -188,7 +195,7 @@ def test_split_for_is_deterministic():
 def test_split_for_is_the_same_in_another_process():
     # Another interpreter with another str hash seed: nothing process-local may enter the split.
     ids = [f"x{i}" for i in range(200)]
-    code = ("import json, sys; from nasa_assets.sampling import split_for; "
+    code = ("import json, sys; from nasa_assets.dataset.sampling import split_for; "
             f"print(json.dumps([split_for(i, {FRACTIONS!r}) for i in {ids!r}]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -283,3 +290,23 @@ def test_pairwise_distinct_names_over_generated_ids():
     ids = {"".join(p) for n in range(4) for p in itertools.product("a_ ./%", repeat=n)}
     names = {safe_name(i) for i in ids}
     assert len(names) == len(ids)
+
+
+@pytest.mark.parametrize(("keys", "runs", "text"), [
+    ([], [], "none"),
+    (["0003"], [("0003", "0003")], "0003"),
+    (["0007", "0001", "0002", "0003"], [("0001", "0003"), ("0007", "0007")], "0001-0003, 0007"),
+    (["0099", "0100", "0001"], [("0001", "0001"), ("0099", "0100")], "0001, 0099-0100"),
+])
+def test_page_runs_group_contiguous_pages(keys, runs, text):
+    """The CLI launches one run per contiguous run; the card and metadata print the same runs."""
+    assert page_runs(keys) == runs
+    assert page_ranges(keys) == text
+
+
+def test_seeded_sample_is_the_same_every_time_and_bounded():
+    items = list(range(50))
+    assert seeded_sample(items, 5) == seeded_sample(items, 5)
+    assert len(set(seeded_sample(items, 5))) == 5 and set(seeded_sample(items, 5)) <= set(items)
+    assert sorted(seeded_sample(items, 80)) == items
+    assert seeded_sample([], 3) == []

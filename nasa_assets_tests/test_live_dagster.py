@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 
-from nasa_assets.refresh import decide, item_ids, last_page
+from nasa_assets.dataset.refresh import decide, item_ids, last_page
 from nasa_assets_tests.helpers import skip_unless_required
 from nasa_assets_tests.live import (
     LOCATION,

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from nasa_assets.assets.moon_images import moon_images, refusal_reason
-from nasa_assets.assets.sampled_manifest import sampled_manifest
-from nasa_assets.assets.search_results import search_results
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs.assets.moon_images import moon_images, refusal_reason
+from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
+from nasa_assets.defs.assets.search_results import search_results
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table
 
 

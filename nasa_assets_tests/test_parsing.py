@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nasa_assets import tables
+from nasa_assets.dataset import tables
 from nasa_assets.nasa.parsing import (
     MAX_TEXT,
-    SEARCH_COLUMNS,
     SearchResponseError,
     clean_text,
     is_results_cap,
@@ -21,6 +20,8 @@ from nasa_assets.nasa.parsing import (
 )
 
 DATA = Path(__file__).parent / "data"
+
+SEARCH_COLUMNS = [f.name for f in tables.SCHEMAS["search_results"]]
 
 
 def load(name: str):
@@ -114,7 +115,7 @@ def test_is_results_cap():
 def test_first_moon_item_exact_row():
     item = load("search-moon-page1.json")["collection"]["items"][0]
     row = parse_item(item, 3, 1)
-    assert list(row) == SEARCH_COLUMNS
+    assert list(row) == SEARCH_COLUMNS  # the search_results table's columns, in order
     assert row["page"] == 3
     assert row["position"] == 1
     assert row["nasa_id"] == "NHQ_2019_0311_Go Forward to the Moon"

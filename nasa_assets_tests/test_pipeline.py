@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from nasa_assets.keys import image_key
+from nasa_assets.dataset.keys import image_key
 from nasa_assets.nasa.renditions import rendition_of
 from nasa_assets_tests.helpers import (
     assert_image_matches,
@@ -108,7 +108,7 @@ def test_page_past_the_api_cap_is_an_empty_table(tmp_path, nasa_double):
     from nasa_assets.nasa.client import NasaClient  # noqa: F401  (import kept light)
 
     # The cap starts at hit 10,001; the partitions stop at page 100, so ask the client directly.
-    from nasa_assets.settings import resources_from_env
+    from nasa_assets.defs.settings import resources_from_env
 
     client = resources_from_env(env)["nasa"].client()
     page = client.search_page("moon", 101)
@@ -205,10 +205,11 @@ def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_doub
     assert preview.count("![") == 6
 
     # The same page with another host allowed for images: no thumbnail from a refused host.
-    from nasa_assets.assets.moon_images import _thumbnails
+    from nasa_assets.defs.assets.moon_images import _thumbnails
+    from nasa_assets.nasa.urls import parse_allowed_hosts
 
     manifest = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
-    assert _thumbnails({"0001": manifest}, "images-assets.nasa.gov") == {}
+    assert _thumbnails({"0001": manifest}, parse_allowed_hosts("images-assets.nasa.gov")) == {}
 
 
 def test_an_image_from_another_source_under_the_same_key_is_fetched_again(target, nasa_double):

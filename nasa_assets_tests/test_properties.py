@@ -6,15 +6,16 @@ from urllib.parse import urlsplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasa_assets import tables
-from nasa_assets.keys import image_key, safe_name
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.keys import image_key, safe_name
 from nasa_assets.nasa.parsing import (
-    SEARCH_COLUMNS,
     SearchResponseError,
     parse_item,
     parse_search_response,
 )
 from nasa_assets.nasa.urls import parse_allowed_hosts, url_block_reason
+
+SEARCH_COLUMNS = [f.name for f in tables.SCHEMAS["search_results"]]
 
 PROPS = settings(max_examples=200, deadline=None)
 FEW = settings(max_examples=80, deadline=None)

@@ -12,13 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nasa_assets.assets.moon_images import moon_images
-from nasa_assets.assets.sampled_manifest import sampled_manifest
-from nasa_assets.assets.search_results import search_results
+from nasa_assets.defs.assets.moon_images import moon_images
+from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
+from nasa_assets.defs.assets.search_results import search_results
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
-from nasa_assets.settings import resources_from_env
 from nasa_assets_tests.helpers import double_env
 
 ROOT = Path(__file__).resolve().parent.parent

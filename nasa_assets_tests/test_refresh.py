@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasa_assets.refresh import (
+from nasa_assets.dataset.refresh import (
     DEFAULT_DROP_SHARE,
     Decision,
     PageSeen,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nasa_assets.repair import (
+from nasa_assets.dataset.repair import (
     Backoff,
     LastImages,
     LastRun,
@@ -11,7 +11,7 @@ from nasa_assets.repair import (
     page_health,
     plan_repairs,
 )
-from nasa_assets.settings import repair_policy_from_env, total_hits_drop_share
+from nasa_assets.defs.settings import repair_policy_from_env, total_hits_drop_share
 
 POLICY = RepairPolicy(backoff_seconds=300, backoff_max_seconds=21600, max_runs_per_tick=5)
 

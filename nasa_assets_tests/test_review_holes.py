@@ -1,6 +1,6 @@
 """Holes found in review (issue 10, part 5): image URLs that went away, and letter case in ids."""
 
-from nasa_assets.manifest import forget_gone_urls, url_gone
+from nasa_assets.dataset.manifest import forget_gone_urls, url_gone
 from nasa_assets_tests.helpers import local_env, materialize_pages, read_table
 
 

@@ -6,19 +6,19 @@ import socket
 import dagster as dg
 import pytest
 
+from nasa_assets.dataset.refresh import RefreshState
+from nasa_assets.dataset.repair import Backoff, RepairPolicy
 from nasa_assets.definitions import defs
-from nasa_assets.jobs import moon_images_job
-from nasa_assets.refresh import RefreshState
-from nasa_assets.repair import Backoff, RepairPolicy
-from nasa_assets.resources import NasaApiResource
-from nasa_assets.sensors import (
+from nasa_assets.defs.jobs import moon_images_job
+from nasa_assets.defs.resources import NasaApiResource
+from nasa_assets.defs.sensors import (
     interval_seconds,
     nasa_search_refresh,
     read_cursor,
     refresh_sensor,
     write_cursor,
 )
-from nasa_assets.settings import resources_from_env
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env
 
 # The change detection alone (repairs off: they read the instance; see the repair tests below).

@@ -2,7 +2,7 @@
 
 from dagster_aws.s3 import S3Resource
 
-from nasa_assets.resources import LocalDatasetStorage, S3DatasetStorage
+from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
 
 
 def test_root_uri_is_the_store_root_for_s3_without_a_client(s3_server, s3_bucket):

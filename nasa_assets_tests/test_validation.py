@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nasa_assets import tables
-from nasa_assets.manifest import (
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.manifest import (
     attach_image,
     listed_renditions,
     reason_counts,
@@ -15,10 +15,10 @@ from nasa_assets.manifest import (
     sample,
     screen,
 )
+from nasa_assets.dataset.validation import manifest_problems, rejection_reason, rejection_budget
 from nasa_assets.nasa.parsing import parse_item, parse_items
-from nasa_assets.nasa.ratelimit import RateLimiter, shared_limiter
+from nasa_assets.nasa.ratelimit import RateLimiter, clear_shared_limiters, shared_limiter
 from nasa_assets.nasa.urls import parse_allowed_hosts, redact, url_block_reason
-from nasa_assets.validation import manifest_problems, rejection_reason, rejection_budget
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -409,16 +409,6 @@ def test_request_over_budget_waits_for_the_oldest_to_expire():
     assert budget.wait_time() == 4.0
 
 
-def test_max_wait_raises_instead_of_sleeping():
-    budget, fake = limiter(1)
-    budget.acquire()
-    with pytest.raises(TimeoutError, match="budget exhausted for 10 s"):
-        budget.acquire(max_wait=5)
-    assert fake.sleeps == []
-    budget.acquire(max_wait=10)
-    assert fake.sleeps == [10.0]
-
-
 def test_long_waits_sleep_in_slices():
     budget, fake = limiter(1, window=3600.0)
     budget.acquire()
@@ -433,6 +423,8 @@ def test_shared_limiter_is_one_per_root_and_limit():
     assert shared_limiter("https://images-api.test.invalid", 8) is not a
     assert shared_limiter("https://other.test.invalid", 7) is not a
     assert a.limit == 7 and a.window == 3600.0
+    clear_shared_limiters()  # a fresh budget: another limiter for the same root and limit
+    assert shared_limiter("https://images-api.test.invalid", 7) is not a
 
 
 def _counts(items, rejected, sampled, unresolved):

@@ -8,12 +8,12 @@ import boto3
 import pytest
 import webdataset as wds
 
-from nasa_assets.keys import table_key
-from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets.storage.s3 import MULTIPART_THRESHOLD
-from nasa_assets.webdataset_export import (
+from nasa_assets.dataset.keys import table_key
+from nasa_assets.dataset.webdataset_export import (
     _SPOOL_BYTES, manifest_version, read_index, sample_key, write_webdataset,
 )
+from nasa_assets.storage import LocalStore, S3Store
+from nasa_assets.storage.s3 import MULTIPART_THRESHOLD
 from nasa_assets_tests.small_dataset import ITEMS, write_small_dataset
 
 EXPORTED = {nasa_id for nasa_id, _, _ in ITEMS} - {"iss026-s-001"}

@@ -4,32 +4,33 @@ Retries are done here rather than by urllib3 so that every attempt at the search
 through the rate limiter, and so that error messages never carry the API key.
 """
 
-import email.utils
-import json
-import math
 import random
-import re
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
 from nasa_assets.nasa.breaker import UNAVAILABLE, Breaker
+from nasa_assets.nasa.errors import (
+    RETRY_STATUSES,
+    TRANSIENT_ERRORS,
+    DeadlineExceeded,
+    FetchError,
+    NasaApiError,
+    TooDeep,
+    answer_reason,
+    as_requests_error,
+    decode_json,
+    describe_transient,
+    retry_after,
+)
 from nasa_assets.nasa.parsing import SearchPage, SearchResponseError, is_results_cap, parse_search_response
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import redact, upgraded, url_block_reason
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# A request that broke off on the wire: no connection, a reset, a stall past the read timeout,
-# or a body shorter than its Content-Length. Worth retrying; the message is never kept (it can
-# carry the URL, query string included).
-TRANSIENT_ERRORS = (
-    requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError,
-)
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
 # A search page is about 1 MB and a collection.json a few KB; anything near this is not an answer.
@@ -37,74 +38,6 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 # Consecutive failures after which a step stops sending requests to the file host and pauses.
 BREAKER_THRESHOLD = 10
 USER_AGENT = "nasa_assets/0.1 (+https://github.com/; dataset builder)"
-
-
-def describe_transient(error: BaseException) -> str:
-    """The error's type and, when one is found in its chain, the OS-level cause, e.g.
-    "ConnectionError ([Errno 111] Connection refused)". Built from errno and strerror only,
-    never from a message, so no URL (or api_key) can leak through it."""
-    seen, todo = set(), [error]
-    while todo:
-        current = todo.pop(0)
-        if id(current) in seen or len(seen) > 20:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and isinstance(current.errno, int) and current.strerror:
-            return f"{type(error).__name__} ([Errno {current.errno}] {current.strerror})"
-        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        todo.extend(e for e in linked if isinstance(e, BaseException))
-    return type(error).__name__
-
-
-class DeadlineExceeded(requests.Timeout):
-    """A response took longer than the client's whole-response limit; transient, and its message
-    (which names the setting, never the URL) is the reason recorded."""
-
-
-class NasaApiError(RuntimeError):
-    """The search API failed in a way retries did not fix. Messages are safe to log."""
-
-
-class FetchError(RuntimeError):
-    """A file-host request failed; `reason` is what the dataset records for the item."""
-
-    def __init__(self, reason: str, transient: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds a Retry-After header asks for (delay-seconds or an HTTP date), or None when absent
-    or unreadable. Never raises: a hostile value is at worst a very long wait (inf)."""
-    value = (value or "").strip()
-    if re.fullmatch(r"[0-9]+", value):  # ASCII only: str.isdigit() also accepts "²", float() not
-        return float(value) if len(value) < 300 else math.inf
-    try:
-        seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-class TooDeep(ValueError):
-    """JSON nested deeper than the decoder's recursion allows: a bad answer, not a crash."""
-
-
-def _decode_json(body: bytes):
-    """The JSON of a body; ValueError for anything else, including nesting too deep to decode."""
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise TooDeep("JSON nested too deeply to decode") from None
-
-
-def _reason(response: requests.Response, body: bytes) -> str:
-    try:
-        decoded = _decode_json(body)
-    except ValueError:
-        return response.reason or ""
-    return str(decoded.get("reason", "")) if isinstance(decoded, dict) else ""
 
 
 class NasaClient:
@@ -190,7 +123,7 @@ class NasaClient:
             except (ProtocolError, ReadTimeoutError, DecodeError, SSLError) as error:
                 if breaker is not None:
                     breaker.failure()
-                raise _as_requests_error(error) from None
+                raise as_requests_error(error) from None
             if not chunk:
                 return
             size += len(chunk)
@@ -317,14 +250,14 @@ class NasaClient:
             response, body = self._get(url, params=params, limited=True, may_visit=self._api_host_only)
         except (requests.ConnectionError, FetchError) as error:
             raise NasaApiError(f"search page {page}: {error}") from None
-        if response.status_code == 400 and is_results_cap(_reason(response, body)):
+        if response.status_code == 400 and is_results_cap(answer_reason(response, body)):
             return SearchPage(exhausted=True)
         if response.status_code != 200:
             raise NasaApiError(
-                f"search page {page}: HTTP {response.status_code} {_reason(response, body)[:200]}".strip()
+                f"search page {page}: HTTP {response.status_code} {answer_reason(response, body)[:200]}".strip()
             )
         try:
-            return parse_search_response(_decode_json(body))
+            return parse_search_response(decode_json(body))
         except (ValueError, SearchResponseError, RecursionError) as error:
             raise NasaApiError(f"search page {page}: {str(error)[:200]}") from None
 
@@ -340,7 +273,7 @@ class NasaClient:
         if response.status_code != 200:
             raise FetchError(f"HTTP {response.status_code} from the file host")
         try:
-            decoded = _decode_json(body)
+            decoded = decode_json(body)
         except TooDeep as error:
             raise FetchError(str(error)) from None
         except ValueError:
@@ -363,14 +296,3 @@ class NasaClient:
                 transient=response.status_code in RETRY_STATUSES,
             )
         return response
-
-
-def _as_requests_error(error: Exception) -> requests.RequestException:
-    """urllib3's errors from reading a body, as requests' own iter_content would raise them."""
-    if isinstance(error, ReadTimeoutError):
-        return requests.ConnectionError(error)
-    if isinstance(error, DecodeError):
-        return ContentDecodingError(error)
-    if isinstance(error, SSLError):
-        return requests.exceptions.SSLError(error)
-    return ChunkedEncodingError(error)

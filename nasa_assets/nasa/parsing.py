@@ -12,13 +12,7 @@ from datetime import UTC, datetime
 
 MAX_TEXT = 10_000  # characters kept of any free-text field; NASA descriptions run to a few KB
 # Control characters, and lone surrogates (valid JSON escapes that no UTF-8 writer accepts).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-SEARCH_COLUMNS = [
-    "page", "position", "nasa_id", "title", "description", "date_created", "center", "keywords",
-    "media_type", "photographer", "location", "preview_url", "collection_url", "raw",
-]
-
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 class SearchResponseError(ValueError):
     """The body is not a search response at all (the API changed shape or sent an error page)."""
@@ -89,7 +83,7 @@ def clean_text(value: object, limit: int = MAX_TEXT) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         return None
-    text = _CONTROL.sub("", value).strip()
+    text = CONTROL_CHARACTERS.sub("", value).strip()
     return text[:limit] or None
 
 
@@ -127,7 +121,7 @@ def parse_keywords(value: object) -> list[str]:
 
 def _url(value: object) -> str | None:
     """A URL string as given, or None when it is not text or carries control characters."""
-    return value if isinstance(value, str) and value and not _CONTROL.search(value) else None
+    return value if isinstance(value, str) and value and not CONTROL_CHARACTERS.search(value) else None
 
 
 def _link(links: object, rel: str) -> str | None:

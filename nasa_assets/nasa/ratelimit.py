@@ -24,8 +24,8 @@ class RateLimiter:
                 return 0.0
             return self._stamps[0] + self.window - self._clock()
 
-    def acquire(self, max_wait: float | None = None) -> None:
-        """Take one slot; raises TimeoutError if that means waiting longer than max_wait."""
+    def acquire(self) -> None:
+        """Take one slot, waiting as long as the window asks."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -34,8 +34,6 @@ class RateLimiter:
                     self._stamps.append(now)
                     return
                 wait = self._stamps[0] + self.window - now
-            if max_wait is not None and wait > max_wait:
-                raise TimeoutError(f"API request budget exhausted for {wait:.0f} s")
             self._sleep(min(wait, 60.0))
 
     def _expire(self, now: float) -> None:
@@ -52,3 +50,10 @@ def shared_limiter(key: str, limit: int) -> RateLimiter:
     key = key.rstrip("/")  # "https://images-api.nasa.gov/" is the same API as without the slash
     with _shared_lock:
         return _shared.setdefault((key, limit), RateLimiter(limit))
+
+
+def clear_shared_limiters() -> None:
+    """Forget every shared limiter: the next shared_limiter call starts a full budget. For a
+    process that starts over, such as each test against a new NASA double."""
+    with _shared_lock:
+        _shared.clear()

@@ -4,7 +4,8 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from nasa_assets.keys import IMAGE_EXTENSIONS
+# The file types the file host serves images as; anything else is not an image rendition.
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "gif", "webp"}
 
 # Largest first. "orig" can be a TIFF of hundreds of MB; "large" is ~1920 px wide.
 RENDITIONS = ("orig", "large", "medium", "small", "thumb")

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
-
-from nasa_assets.tables import to_arrow
 
 
 class ObjectStore(ABC):
@@ -62,10 +61,9 @@ class ObjectStore(ABC):
             while chunk := stream.read(chunk_size):
                 yield chunk
 
-    def write_parquet(self, key: str, frame: pd.DataFrame, table: str | None = None) -> None:
-        """Write `frame` as Parquet; with a known `table` name, in that table's exact schema."""
+    def write_parquet(self, key: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
-        pq.write_table(to_arrow(table, frame), buffer)
+        pq.write_table(table, buffer)
         buffer.seek(0)
         self.put_file(key, buffer, content_type="application/vnd.apache.parquet")
 

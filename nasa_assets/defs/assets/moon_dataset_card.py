@@ -1,0 +1,54 @@
+"""moon_dataset_card: the dataset card, README.md next to moon_dataset.parquet."""
+
+import dagster as dg
+import pandas as pd
+
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.card import CardFacts, render_card
+from nasa_assets.dataset.consolidate import duplicate_summary
+from nasa_assets.dataset.keys import CARD_KEY
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_KEYS
+from nasa_assets.dataset.summary import summarize
+from nasa_assets.defs.io_manager import sibling, stored_pages
+from nasa_assets.defs.resources import (
+    CurationSettings,
+    DatasetSettings,
+    DatasetStorage,
+    NasaApiResource,
+)
+
+
+@dg.asset(
+    group_name="moon_dataset",
+    kinds={"python", "markdown"},
+    # Requested in the same tick as moon_dataset (eager counts a dependency about to be
+    # requested as updated), and never for a rebuild that published nothing.
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def moon_dataset_card(
+    context: dg.AssetExecutionContext,
+    moon_dataset: pd.DataFrame,
+    nasa: NasaApiResource,
+    settings: DatasetSettings,
+    storage: DatasetStorage,
+    curation: CurationSettings,
+) -> dg.MaterializeResult:
+    """What moon_dataset holds, where it came from and how to load it: the Hugging Face style card
+    (README.md) at the dataset root, rewritten from the published table."""
+    store = storage.store()
+    fractions = settings.splits()
+    included = stored_pages(store, sibling(context.asset_key, "moon_images"), PAGE_KEYS)
+    counts, examples = duplicate_summary(tables.records(moon_dataset), curation.duplicate_max_distance)
+    facts = CardFacts(
+        root_uri=store.root_uri, query=nasa.query, sampling_factor=settings.sampling_factor,
+        rendition=settings.rendition, split_fractions=fractions, pages_included=included,
+        pages_missing=MAX_PAGES - len(included), api_base_url=nasa.base_url,
+        duplicates=counts, duplicate_examples=examples,
+        duplicate_max_distance=curation.duplicate_max_distance,
+    )
+    card = render_card(summarize(moon_dataset, list(fractions)), facts)
+    store.put_bytes(CARD_KEY, card.encode("utf-8"), content_type="text/markdown; charset=utf-8")
+    return dg.MaterializeResult(metadata={
+        "uri": dg.MetadataValue.path(store.uri(CARD_KEY)),
+        "card": dg.MetadataValue.md(card),
+    })

@@ -1,0 +1,100 @@
+"""moon_webdataset: WebDataset tar shards of moon_dataset per split, with an index, in the same store."""
+
+import hashlib
+import io
+import time
+
+import dagster as dg
+import pandas as pd
+
+from nasa_assets.dataset.webdataset_export import (
+    FORMAT_VERSION,
+    INDEX_NAME,
+    PREFIX,
+    read_index,
+    write_webdataset,
+)
+from nasa_assets.defs.io_manager import sibling, table_path
+from nasa_assets.defs.resources import CurationSettings, DatasetStorage
+from nasa_assets.storage import ObjectStore
+
+
+def stale_reason(store: ObjectStore, index: dict | None, version: str, max_bytes: int,
+                 max_samples: int) -> str | None:
+    """Why the stored export does not match the manifest and settings now; None when it does."""
+    if index is None:
+        return "no export yet"
+    if index.get("format_version") != FORMAT_VERSION:
+        return f"export format {index.get('format_version')} is not {FORMAT_VERSION}"
+    if index.get("moon_dataset_sha256") != version:
+        return "moon_dataset changed"
+    if (index.get("max_shard_bytes"), index.get("max_shard_samples")) != (max_bytes, max_samples):
+        return "shard bounds changed (WEBDATASET_MAX_SHARD_BYTES / WEBDATASET_MAX_SHARD_SAMPLES)"
+    stored = store.sizes(f"{PREFIX}/")  # one listing: the shards the index lists are all there
+    damaged = [s["key"] for s in index.get("shards", []) if stored.get(s["key"]) != s["bytes"]]
+    if damaged:
+        return f"{len(damaged)} shards missing or of another size, e.g. {damaged[0]}"
+    return None
+
+
+def _metadata(index: dict, store: ObjectStore) -> dict:
+    return {
+        "moon_dataset_sha256": index["moon_dataset_sha256"],
+        "shards": len(index["shards"]),
+        "samples": index["samples"],
+        "samples_per_split": dg.MetadataValue.json(
+            {name: split["samples"] for name, split in sorted(index["splits"].items())}),
+        "shards_per_split": dg.MetadataValue.json(
+            {name: split["shards"] for name, split in sorted(index["splits"].items())}),
+        "bytes": index["bytes"],
+        "skipped": len(index["skipped"]),
+        "skipped_examples": dg.MetadataValue.json(index["skipped"][:10]),
+        "index_uri": dg.MetadataValue.path(store.uri(f"{PREFIX}/{INDEX_NAME}")),
+    }
+
+
+@dg.asset(
+    group_name="moon_dataset",
+    kinds={"python"},
+    deps=["moon_dataset"],
+    # Rebuilt after each moon_dataset build; the asset itself skips the work when the manifest's
+    # bytes did not change.
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def moon_webdataset(
+    context: dg.AssetExecutionContext, storage: DatasetStorage, curation: CurationSettings
+) -> dg.MaterializeResult:
+    """moon_dataset as WebDataset tar shards per split (<root>/webdataset/<split>/<split>-NNNNNN.tar,
+    each sample <key>.jpg + <key>.json) and <root>/webdataset/index.json.
+
+    Rebuilt only when moon_dataset.parquet (or the shard bounds) changed; otherwise the run
+    records `rebuilt: false` and writes nothing."""
+    store = storage.store()
+    table = table_path(sibling(context.asset_key, "moon_dataset"))
+    try:
+        # One read: the version recorded is that of the very table exported, even when
+        # moon_dataset is rebuilt meanwhile. (The same sha256 as manifest_version.)
+        data = store.get_bytes(table)
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=f"no moon_dataset at {store.uri(table)}: materialize moon_dataset first",
+            allow_retries=False,
+        ) from None
+    version = hashlib.sha256(data).hexdigest()
+    max_bytes, max_samples = curation.webdataset_max_shard_bytes, curation.webdataset_max_shard_samples
+    index = read_index(store)
+    reason = stale_reason(store, index, version, max_bytes, max_samples)
+    if reason is None:
+        context.log.info(f"moon_dataset unchanged ({version[:12]}): the export is kept as it is")
+        return dg.MaterializeResult(metadata={"rebuilt": False, "reason": "moon_dataset unchanged",
+                                              "duration_seconds": 0.0, **_metadata(index, store)})
+    context.log.info(f"writing the WebDataset export: {reason}")
+    started = time.perf_counter()
+    index = write_webdataset(store, pd.read_parquet(io.BytesIO(data)), version=version,
+                             max_shard_bytes=max_bytes, max_shard_samples=max_samples)
+    duration = round(time.perf_counter() - started, 3)
+    if index["skipped"]:
+        context.log.warning(f"{len(index['skipped'])} images not exported (missing or changed in "
+                            f"storage): {index['skipped'][:3]}")
+    return dg.MaterializeResult(metadata={"rebuilt": True, "reason": reason,
+                                          "duration_seconds": duration, **_metadata(index, store)})

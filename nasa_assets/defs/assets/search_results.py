@@ -1,0 +1,54 @@
+import dagster as dg
+
+from nasa_assets.dataset import tables
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
+from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
+from nasa_assets.defs.resources import NasaApiResource
+from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
+
+
+def fetch_checked_page(client, query: str, key: str, log, run_pages: int = 1) -> SearchPage:
+    """A search page whose item count agrees with its total_hits. A short answer is asked again
+    with the client's backoff, like a transient error; one that stays short fails the step
+    before anything is returned, so no table of any page of the run is replaced."""
+    for attempt in range(client.max_retries + 1):
+        if attempt:
+            client.pause(attempt - 1)
+        page = client.search_page(query, page_number(key), PAGE_SIZE)
+        problem = short_page_problem(page_number(key), page, PAGE_SIZE, MAX_PAGES)
+        if problem is None:
+            return page
+        log.warning(f"{problem} (attempt {attempt + 1} of {client.max_retries + 1})")
+    others = f", nor of the other {run_pages - 1} pages of this run" if run_pages > 1 else ""
+    raise dg.Failure(
+        description=f"{problem}; nothing of page {key} was overwritten{others}",
+        metadata={"page": key, "attempts": client.max_retries + 1,
+                  "items": len(page.items), "total_hits": page.total_hits},
+    )
+
+
+@dg.asset(
+    **PAGE_ASSET_OPTIONS,
+    pool="nasa_api",
+    kinds={"python", "parquet"},
+)
+def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
+    """Every item of one search page (100 per page), parsed into columns, with its raw JSON.
+
+    A page past the last hit is an empty table, not an error. A page inside the hit range that
+    answers fewer items than the hits imply fails the run and leaves the stored tables as they were."""
+    client = nasa.client()
+    frames, per_page = {}, {}
+    for key in context.partition_keys:
+        page = fetch_checked_page(client, nasa.query, key, context.log, len(context.partition_keys))
+        rows = parse_items(page.items, page_number(key))
+        frames[key] = tables.frame("search_results", rows)
+        # Past the API's cap the answer carries no total: None, not a made-up number.
+        per_page[key] = {"row_count": len(rows), "total_hits": None if page.exhausted else page.total_hits}
+        context.log.info(f"page {key}: {len(rows)} items (total_hits {page.total_hits})")
+    return page_output(context, frames, per_page, {
+        "query": nasa.query,
+        "pages_in_run": list(frames),
+        "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
+        "api_requests": client.api_requests,
+    })
