@@ -410,3 +410,20 @@ def test_a_complete_gif_webp_or_tiff_is_stored(tmp_path, kind):
         client.close()
     assert facts.bytes == len(padded) and (tmp_path / "images/x").read_bytes() == padded
     assert facts.format == kind.split(",")[0].split()[-1]
+
+
+@pytest.mark.parametrize("options", [{"quality": 80}, {"lossless": True},
+                                     {"quality": 80, "exif": b"Exif\x00\x00MM\x00*"}])
+def test_a_webp_is_measured_from_its_header(options):
+    # Lossy (VP8), lossless (VP8L) and extended (VP8X) headers all give the canvas size.
+    data = encode(noise(203, 151), "WEBP", **options)
+    facts = measure_stream(chunks(data, 1000), max_bytes=MB)
+    assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 203, 151, "WEBP")
+
+
+def test_a_webp_declaring_20000x20000_is_a_decompression_bomb():
+    body = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (19_999).to_bytes(3, "little") * 2
+    webp = b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream([webp], max_bytes=MB)
+    assert caught.value.reason == "declares more than 200000000 pixels (decompression bomb)"
