@@ -11,7 +11,7 @@ import zlib
 from datetime import UTC, datetime
 
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.fetch import download_to_store
@@ -19,7 +19,7 @@ from nasa_assets.dataset.imaging import (
     ImageFacts,
     ImageMeter,
     ImageRejected,
-    read_header,
+    open_image,
 )
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.parsing import parse_item
@@ -71,7 +71,7 @@ def chunks(data: bytes, size: int = 64 * 1024):
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-# --- read_header / ImageMeter / measure_stream -----------------------------------------------
+# --- open_image / ImageMeter / measure_stream -----------------------------------------------
 
 
 def test_jpeg_facts():
@@ -86,11 +86,13 @@ def test_png_facts():
     assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 31, 17, "PNG")
 
 
-def test_read_header():
-    assert read_header(encode(Image.new("L", (5, 7)), "PNG")) == (5, 7, "PNG")
-    assert read_header(encode(Image.new("RGB", (9, 3)), "GIF")) == (9, 3, "GIF")
-    assert read_header(b"") is None
-    assert read_header(b"\xff\xd8\xff") is None  # a JPEG start, not yet decidable
+def test_open_image_reads_the_header_only():
+    for image, fmt in ((Image.new("L", (5, 7)), "PNG"), (Image.new("RGB", (9, 3)), "GIF")):
+        with open_image(encode(image, fmt)) as opened:
+            assert (opened.size, opened.format) == (image.size, fmt)
+    for data in (b"", b"\xff\xd8\xff"):  # nothing, a JPEG start
+        with pytest.raises(UnidentifiedImageError):
+            open_image(data)
 
 
 def test_jpeg_with_200kb_of_comments_before_sof_is_measured():

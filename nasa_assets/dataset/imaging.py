@@ -87,18 +87,6 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> ImageFile.ImageFile:
     raise UnidentifiedImageError("not an image format Pillow can read")
 
 
-def read_header(source) -> tuple[int, int, str] | None:
-    """(width, height, format) of a file (bytes or a seekable binary stream), or None if it is no
-    readable image. Raises ImageRejected above MAX_PIXELS."""
-    try:
-        with open_image(source) as image:
-            return image.width, image.height, image.format or ""
-    except UnidentifiedImageError:
-        return None
-    except Image.DecompressionBombError as bomb:
-        raise ImageRejected(str(bomb)) from None
-
-
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
