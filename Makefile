@@ -8,7 +8,7 @@ IMAGE ?= nasa_assets:latest
 DEMO_PORT ?= 8765
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run demo dev dev-demo test test-quick bench build shell pools clean
+.PHONY: install run demo dev dev-demo test test-quick bench build shell pools clean settings-docs
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test-quick: $(STAMP)
 ## (BENCH_ARGS="--pages 2 --skip-whole" etc.; img2dataset gets its own .venv-img2dataset on first use)
 bench: $(STAMP)
 	$(BIN)/python -m nasa_assets_tests.bench $(BENCH_ARGS)
+
+## settings-docs: rewrite the table in docs/settings.md from nasa_assets/defs/settings_spec.py
+settings-docs: $(STAMP)
+	$(BIN)/python -m nasa_assets.defs.settings_spec --markdown
 
 build:
 	docker build -t $(IMAGE) .

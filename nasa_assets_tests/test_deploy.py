@@ -23,6 +23,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from nasa_assets.defs.settings_spec import SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DEPLOY = ROOT / "deploy"
@@ -420,10 +422,8 @@ def test_helm_settings_file_holds_settings_and_no_secrets():
     instance = yaml.safe_load(INSTANCE_FILES[0].read_text())
     compute_log_vars = _env_refs(instance["compute_logs"])
     assert compute_log_vars <= set(settings)
-    # Only names the project (nasa_assets/defs/settings.py) or the instance file reads: a typo here
-    # would silently leave a default in force.
-    settings_py = (ROOT / "nasa_assets" / "defs" / "settings.py").read_text()
-    read_by_project = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', settings_py))
-    unknown = set(settings) - read_by_project - compute_log_vars
+    # Only names the project declares (nasa_assets/defs/settings_spec.py) or the instance file
+    # reads: a typo here would silently leave a default in force.
+    unknown = set(settings) - set(SETTINGS) - compute_log_vars
     assert not unknown, unknown
     assert "S3_BUCKET_NAME" in settings and "DAGSTER_COMPUTE_LOGS_BUCKET" in settings

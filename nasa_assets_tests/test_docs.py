@@ -10,6 +10,7 @@ import pytest
 from nasa_assets.dataset.columns import schema_table, type_name
 from nasa_assets.dataset.tables import SCHEMAS
 from nasa_assets.defs.sensors import interval_seconds
+from nasa_assets.defs.settings_spec import SETTINGS, SETTINGS_LIST, with_table
 from nasa_assets.defs.settings import (
     repair_policy_from_env,
     resources_from_env,
@@ -18,6 +19,7 @@ from nasa_assets.defs.settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nasa_assets"
+SPEC = PACKAGE / "defs" / "settings_spec.py"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [ROOT / "README.md", ROOT / "deploy" / "README.md", *DOCS]
 
@@ -70,6 +72,8 @@ def variables_read_by_the_package() -> set[str]:
     event_types = {member.value for member in dg.DagsterEventType}
     names = set()
     for path in PACKAGE.rglob("*.py"):
+        if path == SPEC:  # the declarations name every setting; the scan looks for the readers
+            continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
@@ -100,14 +104,40 @@ def _snapshot(env: dict) -> dict:
     return seen
 
 
-def test_the_settings_table_lists_exactly_the_variables_the_package_reads():
+def test_the_settings_table_is_the_generated_one():
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert page == with_table(page), "docs/settings.md is stale: run `make settings-docs`"
+    assert set(documented_settings()) == set(SETTINGS)
+
+
+def test_every_variable_the_package_reads_is_declared():
     read = variables_read_by_the_package()
     assert {"NASA_API_KEY", "S3_BUCKET_NAME", "NASA_SENSOR_INTERVAL_SECONDS"} <= read  # the scan works
-    documented = set(documented_settings())
-    assert documented - READ_BY_BOTO3 == read, (
-        f"missing from docs/settings.md: {sorted(read - documented)}; "
-        f"documented but never read: {sorted(documented - READ_BY_BOTO3 - read)}"
+    assert read == set(SETTINGS) - READ_BY_BOTO3, (
+        f"read but not declared in settings_spec.py: {sorted(read - set(SETTINGS))}; "
+        f"declared but never read: {sorted(set(SETTINGS) - READ_BY_BOTO3 - read)}"
     )
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines, commented-out ones (`# NAME=value   # note`) included."""
+    lines = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=(\S*)", path.read_text(), flags=re.M)
+    return dict(lines)
+
+
+# Deliberate deployment values in the Helm env file, different from the code's default.
+HELM_VALUES = {"AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.mark.parametrize("path", [".env.example", "deploy/helm/nasa-assets.env"])
+def test_env_files_list_every_setting_with_its_default(path):
+    helm = "helm" in path
+    listed = _env_file(ROOT / path)
+    expected = {s.name: HELM_VALUES.get(s.name, s.shown()) if helm else s.shown()
+                for s in SETTINGS_LIST if not (helm and s.secret)}
+    assert {name: listed.get(name) for name in expected} == expected
+    if helm:
+        assert not {s.name for s in SETTINGS_LIST if s.secret} & set(listed)
 
 
 @pytest.mark.parametrize("name", sorted(set(documented_settings()) - READ_BY_BOTO3))

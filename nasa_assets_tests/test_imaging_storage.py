@@ -11,16 +11,15 @@ import zlib
 from datetime import UTC, datetime
 
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.fetch import download_to_store
 from nasa_assets.dataset.imaging import (
-    HEADER_PROBES,
     ImageFacts,
     ImageMeter,
     ImageRejected,
-    read_header,
+    open_image,
 )
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.parsing import parse_item
@@ -33,11 +32,12 @@ MB = 1 << 20
 
 
 def measure_stream(chunks, max_bytes: int) -> ImageFacts:
-    """What the downloader learns of a body arriving in `chunks`."""
-    meter = ImageMeter(max_bytes)
+    """What the downloader learns of a body arriving in `chunks`, spooled as it does."""
+    meter, spool = ImageMeter(max_bytes), io.BytesIO()
     for chunk in chunks:
         meter.feed(chunk)
-    return meter.finish()
+        spool.write(chunk)
+    return meter.finish(spool)
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -71,7 +71,7 @@ def chunks(data: bytes, size: int = 64 * 1024):
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-# --- read_header / ImageMeter / measure_stream -----------------------------------------------
+# --- open_image / ImageMeter / measure_stream -----------------------------------------------
 
 
 def test_jpeg_facts():
@@ -86,41 +86,26 @@ def test_png_facts():
     assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 31, 17, "PNG")
 
 
-def test_read_header():
-    assert read_header(encode(Image.new("L", (5, 7)), "PNG")) == (5, 7, "PNG")
-    assert read_header(encode(Image.new("RGB", (9, 3)), "GIF")) == (9, 3, "GIF")
-    assert read_header(b"") is None
-    assert read_header(b"\xff\xd8\xff") is None  # a JPEG start, not yet decidable
+def test_open_image_reads_the_header_only():
+    for image, fmt in ((Image.new("L", (5, 7)), "PNG"), (Image.new("RGB", (9, 3)), "GIF")):
+        with open_image(encode(image, fmt)) as opened:
+            assert (opened.size, opened.format) == (image.size, fmt)
+    for data in (b"", b"\xff\xd8\xff"):  # nothing, a JPEG start
+        with pytest.raises(UnidentifiedImageError):
+            open_image(data)
 
 
-def test_jpeg_with_200kb_of_comments_before_sof_needs_a_later_probe():
+def test_jpeg_with_200kb_of_comments_before_sof_is_measured():
     padded = with_comments_before_sof(encode(noise(700, 500), "JPEG", quality=95), 200 * 1024)
-    assert len(padded) > HEADER_PROBES[1]  # so the 512 KB probe happens while streaming
-    meter = ImageMeter(max_bytes=16 * MB)
-    pieces = chunks(padded)
-    fed = 0
-    for piece in pieces:
-        meter.feed(piece)
-        fed += len(piece)
-        if fed < HEADER_PROBES[1]:
-            # the 64 KB probe saw only comments
-            assert meter.header is None
-    assert meter.header == (700, 500, "JPEG")
-    facts = meter.finish()
-    assert (facts.width, facts.height, facts.format) == (700, 500, "JPEG")
-    assert facts.bytes == len(padded)
-    assert facts.sha256 == hashlib.sha256(padded).hexdigest()
+    facts = measure_stream(chunks(padded), max_bytes=16 * MB)
+    assert facts == ImageFacts(len(padded), hashlib.sha256(padded).hexdigest(), 700, 500, "JPEG")
 
 
-def test_small_padded_jpeg_is_decided_at_finish():
+def test_jpeg_with_comments_before_sof_in_every_chunking_is_measured():
     padded = with_comments_before_sof(encode(noise(20, 10), "JPEG"), 200 * 1024)
-    assert HEADER_PROBES[0] < len(padded) < HEADER_PROBES[1]
-    meter = ImageMeter(max_bytes=MB)
-    for piece in chunks(padded):
-        meter.feed(piece)
-    assert meter.header is None
-    facts = meter.finish()
-    assert (facts.width, facts.height, facts.bytes) == (20, 10, len(padded))
+    for size in (1, 7, 4096, len(padded)):
+        facts = measure_stream(chunks(padded[:5000], size) + chunks(padded[5000:], 65536), max_bytes=MB)
+        assert (facts.width, facts.height, facts.bytes) == (20, 10, len(padded))
 
 
 def test_html_page_is_rejected():
@@ -140,7 +125,7 @@ def test_png_declaring_50000x50000_is_a_decompression_bomb():
     png = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IEND", b"")
     with pytest.raises(ImageRejected) as caught:
         measure_stream([png], max_bytes=MB)
-    assert caught.value.reason == "declares more than 178956970 pixels (decompression bomb)"
+    assert caught.value.reason == "declares more than 200000000 pixels (decompression bomb)"
 
 
 def test_stream_larger_than_max_bytes_is_rejected_while_streaming():
@@ -322,18 +307,11 @@ def test_parquet_round_trip_keeps_types(store):
     assert len(store.read_parquet("search_results/0002.parquet")) == 0
 
 
-def test_head_stays_the_exact_prefix_when_the_jpeg_scanner_gives_up_late():
-    # SOI, 128 KB of comments, then a segment with an impossible length: the scanner gives up past
-    # the 64 KB it kept for Pillow, which must then see only the file's true first bytes.
+def test_a_jpeg_with_an_impossible_segment_length_is_not_decodable():
     comment = b"\xff\xfe" + struct.pack(">H", 65535) + b"c" * 65533
     data = b"\xff\xd8" + comment + comment + b"\xff\xe1\x00\x01" + b"x" * 200_000
-    meter = ImageMeter(max_bytes=MB)
-    for chunk in chunks(data, 16 * 1024):
-        meter.feed(chunk)
-    head = bytes(meter._head)
-    assert head and data.startswith(head)
     with pytest.raises(ImageRejected, match="not a decodable image"):
-        meter.finish()
+        measure_stream(chunks(data, 16 * 1024), max_bytes=MB)
 
 
 def _tiff_with_directory_at_the_end() -> bytes:
@@ -343,20 +321,15 @@ def _tiff_with_directory_at_the_end() -> bytes:
     Image.frombytes("RGB", (1500, 1500), pixels).save(out, "TIFF", compression="tiff_lzw")
     data = out.getvalue()
     ifd_offset = struct.unpack("<I" if data[:2] == b"II" else ">I", data[4:8])[0]
-    assert ifd_offset > HEADER_PROBES[-1]  # beyond every head the meter keeps
+    assert ifd_offset > 4 * MB  # far from the head
     return data
 
 
 def test_a_tiff_whose_directory_is_past_the_head_is_measured_from_the_whole_file():
     data = _tiff_with_directory_at_the_end()
-    meter = ImageMeter(1 << 30)
-    for chunk in chunks(data, 256 * 1024):
-        meter.feed(chunk)
-    facts = meter.finish(whole_file=io.BytesIO(data))
+    facts = measure_stream(chunks(data, 256 * 1024), 1 << 30)
     assert (facts.width, facts.height, facts.format) == (1500, 1500, "TIFF")
     assert facts.bytes == len(data) and facts.sha256 == hashlib.sha256(data).hexdigest()
-    with pytest.raises(ImageRejected, match="not a decodable image"):
-        measure_stream(chunks(data, 256 * 1024), 1 << 30)  # the head alone cannot tell
 
 
 def test_a_large_tiff_original_is_downloaded_and_measured(tmp_path):
@@ -439,3 +412,20 @@ def test_a_complete_gif_webp_or_tiff_is_stored(tmp_path, kind):
         client.close()
     assert facts.bytes == len(padded) and (tmp_path / "images/x").read_bytes() == padded
     assert facts.format == kind.split(",")[0].split()[-1]
+
+
+@pytest.mark.parametrize("options", [{"quality": 80}, {"lossless": True},
+                                     {"quality": 80, "exif": b"Exif\x00\x00MM\x00*"}])
+def test_a_webp_is_measured_from_its_header(options):
+    # Lossy (VP8), lossless (VP8L) and extended (VP8X) headers all give the canvas size.
+    data = encode(noise(203, 151), "WEBP", **options)
+    facts = measure_stream(chunks(data, 1000), max_bytes=MB)
+    assert facts == ImageFacts(len(data), hashlib.sha256(data).hexdigest(), 203, 151, "WEBP")
+
+
+def test_a_webp_declaring_20000x20000_is_a_decompression_bomb():
+    body = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (19_999).to_bytes(3, "little") * 2
+    webp = b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream([webp], max_bytes=MB)
+    assert caught.value.reason == "declares more than 200000000 pixels (decompression bomb)"

@@ -62,7 +62,7 @@ def _download_once(client, store, url, key, max_bytes, breaker) -> ImageFacts:
             for chunk in client.iter_body(response, breaker=breaker):
                 meter.feed(chunk)
                 spool.write(chunk)
-            facts = meter.finish(whole_file=spool)
+            facts = meter.finish(spool)
             spool.seek(0)
             store.put_file(key, spool, content_type=CONTENT_TYPES[facts.format],
                            metadata=facts.as_metadata() | {"source": source_digest(url)})

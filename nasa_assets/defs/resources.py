@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS, field_for
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.ratelimit import shared_limiter
 from nasa_assets.nasa.renditions import RENDITIONS
@@ -17,21 +18,19 @@ from nasa_assets.storage.s3 import s3_root_uri
 class NasaApiResource(dg.ConfigurableResource):
     """The NASA Image and Video Library: its search API and the file host images come from."""
 
-    base_url: str = Field("https://images-api.nasa.gov", description="Search API root.")
+    base_url: str = field_for("NASA_API_BASE_URL", "Search API root.")
     api_key: str | None = Field(None, description="Sent as api_key when set; never logged.")
-    query: str = Field("moon", description="The q of every search; media_type is always image.")
-    allowed_hosts: str = Field(
-        "images-assets.nasa.gov", description="Comma-separated hosts images may come from."
-    )
-    rate_limit_per_hour: int = Field(1000, description="Client-side budget of API requests.")
+    query: str = field_for("NASA_SEARCH_QUERY", "The q of every search; media_type is always image.")
+    allowed_hosts: str = field_for("NASA_ALLOWED_HOSTS", "Comma-separated hosts images may come from.")
+    rate_limit_per_hour: int = field_for("NASA_API_RATE_LIMIT_PER_HOUR", "Client-side budget of API requests.")
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    download_timeout: float = Field(600.0, description="Seconds one request may take, whole body.")
-    file_host_pause: float = Field(
-        30.0, description="Seconds a step pauses its file-host requests after repeated failures."
+    read_timeout: float = field_for("NASA_READ_TIMEOUT")
+    download_timeout: float = field_for("NASA_DOWNLOAD_TIMEOUT", "Seconds one request may take, whole body.")
+    file_host_pause: float = field_for(
+        "NASA_FILE_HOST_PAUSE_SECONDS", "Seconds a step pauses its file-host requests after repeated failures."
     )
-    max_retries: int = Field(4, description="Retries of 429/5xx/connection errors, with backoff.")
-    pool_size: int = Field(16, description="Pooled connections; match DOWNLOAD_CONCURRENCY.")
+    max_retries: int = field_for("NASA_MAX_RETRIES", "Retries of 429/5xx/connection errors, with backoff.")
+    pool_size: int = field_for("DOWNLOAD_CONCURRENCY", "Pooled connections; match DOWNLOAD_CONCURRENCY.")
 
     _client: NasaClient | None = PrivateAttr(default=None)
     _hosts: tuple | None = PrivateAttr(default=None)
@@ -74,9 +73,6 @@ class NasaApiResource(dg.ConfigurableResource):
             self._client.close()
 
 
-DEFAULT_SPLIT_FRACTIONS = "train=0.8,validation=0.1,test=0.1"
-
-
 def parse_split_fractions(spec: str) -> dict[str, float]:
     """"train=0.8,validation=0.1,test=0.1" -> {"train": 0.8, ...}; fractions add up to 1."""
     splits: dict[str, float] = {}
@@ -98,20 +94,18 @@ def parse_split_fractions(spec: str) -> dict[str, float]:
 class DatasetSettings(dg.ConfigurableResource):
     """How the dataset is sampled, which rendition is kept, and the limits applied per page."""
 
-    sampling_factor: int = Field(1, ge=1, description="Keep about 1 item in N, by nasa_id hash.")
-    rendition: str = Field("large", description=f"One of {', '.join(RENDITIONS)}.")
-    download_concurrency: int = Field(16, ge=1, le=256)
-    max_image_bytes: int = Field(268_435_456, ge=1)
-    max_rejected_fraction: float = Field(0.2, ge=0, le=1)
-    max_failed_fraction: float = Field(
-        0.05, ge=0, le=1, description="moon_images completeness check: allowed share of failures."
+    sampling_factor: int = field_for("SEARCH_RESULT_SAMPLING_FACTOR", "Keep about 1 item in N, by nasa_id hash.")
+    rendition: str = field_for("NASA_IMAGE_RENDITION", f"One of {', '.join(RENDITIONS)}.")
+    download_concurrency: int = field_for("DOWNLOAD_CONCURRENCY")
+    max_image_bytes: int = field_for("MAX_IMAGE_BYTES")
+    max_rejected_fraction: float = field_for("MAX_REJECTED_FRACTION")
+    max_failed_fraction: float = field_for(
+        "MAX_FAILED_FRACTION", "moon_images completeness check: allowed share of failures."
     )
-    max_dataset_shrink: float = Field(
-        0.1, ge=0, le=1, description="moon_dataset: largest share of rows a rebuild may lose unaccepted."
+    max_dataset_shrink: float = field_for(
+        "MAX_DATASET_SHRINK", "moon_dataset: largest share of rows a rebuild may lose unaccepted."
     )
-    split_fractions: str = Field(
-        DEFAULT_SPLIT_FRACTIONS, description="moon_dataset split column: name=fraction pairs."
-    )
+    split_fractions: str = field_for("DATASET_SPLIT_FRACTIONS", "moon_dataset split column: name=fraction pairs.")
 
     def splits(self) -> dict[str, float]:
         return parse_split_fractions(self.split_fractions)
@@ -131,7 +125,7 @@ class DatasetStorage(dg.ConfigurableResource):
 class LocalDatasetStorage(DatasetStorage):
     """A local folder, the embedded default when S3_BUCKET_NAME is not set."""
 
-    root: str = Field("data/moon_dataset", description="NASA_ASSETS_LOCAL_DIR")
+    root: str = field_for("NASA_ASSETS_LOCAL_DIR")
 
     _store: LocalStore | None = PrivateAttr(default=None)
 
@@ -161,7 +155,7 @@ class S3DatasetStorage(DatasetStorage):
 
     s3: dg.ResourceDependency[S3Resource]
     bucket: str = Field(description="S3_BUCKET_NAME")
-    prefix: str = Field("moon_dataset", description="S3_KEY_PREFIX")
+    prefix: str = field_for("S3_KEY_PREFIX")
 
     _store: S3Store | None = PrivateAttr(default=None)
 
@@ -177,8 +171,8 @@ class S3DatasetStorage(DatasetStorage):
 class CurationSettings(dg.ConfigurableResource):
     """Duplicate grouping of moon_dataset and the size of its WebDataset shards."""
 
-    duplicate_max_distance: int = Field(
-        6, ge=0, le=63, description="Perceptual hashes at most this many bits apart are one group."
+    duplicate_max_distance: int = field_for(
+        "DUPLICATE_MAX_DISTANCE", "Perceptual hashes at most this many bits apart are one group."
     )
-    webdataset_max_shard_bytes: int = Field(1 << 30, ge=1 << 16, description="A shard closes below this.")
-    webdataset_max_shard_samples: int = Field(10_000, ge=1, description="Samples per shard, at most.")
+    webdataset_max_shard_bytes: int = field_for("WEBDATASET_MAX_SHARD_BYTES", "A shard closes below this.")
+    webdataset_max_shard_samples: int = field_for("WEBDATASET_MAX_SHARD_SAMPLES", "Samples per shard, at most.")

@@ -31,10 +31,11 @@ from nasa_assets.dataset.repair import (
 from nasa_assets.defs.jobs import moon_images_job
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.defs.settings import repair_policy_from_env, total_hits_drop_share
+from nasa_assets.defs.settings_spec import SETTINGS
 from nasa_assets.nasa.errors import NasaApiError
 
 INTERVAL_VARIABLE = "NASA_SENSOR_INTERVAL_SECONDS"
-DEFAULT_INTERVAL_SECONDS = 3600
+DEFAULT_INTERVAL_SECONDS = SETTINGS[INTERVAL_VARIABLE].default
 SENSOR_NAME = "nasa_search_refresh"
 MOON_IMAGES = dg.AssetKey("moon_images")
 # Newest runs of the job read per tick to find each page's last run: one bounded query.
@@ -44,16 +45,7 @@ RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_ra
 
 
 def interval_seconds(env=os.environ) -> int:
-    value = env.get(INTERVAL_VARIABLE, "").strip()
-    try:
-        seconds = int(value) if value else DEFAULT_INTERVAL_SECONDS
-    except ValueError:
-        raise ValueError(
-            f"{INTERVAL_VARIABLE} must be a whole number of seconds, got {value!r}"
-        ) from None
-    if seconds < 1:
-        raise ValueError(f"{INTERVAL_VARIABLE} must be at least 1, got {seconds}")
-    return seconds
+    return SETTINGS[INTERVAL_VARIABLE].read(env)
 
 
 def _observe(
