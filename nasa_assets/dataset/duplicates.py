@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 
 from nasa_assets.dataset.phash import HASH_BITS, hamming, phash_of, phashes_of_stored
+from nasa_assets.dataset.phash import DRAFT_SIZE as DRAFT_SIZE
 from nasa_assets.dataset.sampling import split_for
 
 DEFAULT_THRESHOLD = 6
 
-# hamming, phash_of and phashes_of_stored live in phash.py and stay importable from here.
+# hamming, phash_of, phashes_of_stored and DRAFT_SIZE live in phash.py, still importable from here.
 __all__ = [
     "DEFAULT_THRESHOLD", "assign_splits", "duplicate_counts", "example_pairs", "group_duplicates",
     "groups_across_splits", "hamming", "near_pairs", "phash_of", "phashes_of_stored",
