@@ -1,90 +1,27 @@
-"""Perceptual hashes, duplicate groups and splits that keep each group in one split.
+"""Duplicate groups and splits that keep each group in one split.
 
 NASA holds one photograph under several ids (re-scans, crops, re-exports). Splitting by nasa_id
 alone would put copies of one picture in train and in test. Here images with the same bytes
-(sha256) or a close perceptual hash (Hamming distance <= threshold) form one group, and the
-split is drawn per group.
+(sha256) or a close perceptual hash (phash.py; Hamming distance <= threshold) form one group, and
+the split is drawn per group.
 """
 
 from __future__ import annotations
 
-import io
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
 
-import imagehash
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-from nasa_assets.dataset.imaging import open_image
+from nasa_assets.dataset.phash import HASH_BITS, hamming, phash_of, phashes_of_stored
+from nasa_assets.dataset.phash import DRAFT_SIZE as DRAFT_SIZE
 from nasa_assets.dataset.sampling import split_for
-from nasa_assets.storage import ObjectStore
 
-HASH_BITS = 64
 DEFAULT_THRESHOLD = 6
-# pHash looks at a 32x32 reduction; a JPEG decoded at 1/2, 1/4 or 1/8 scale (whichever still
-# covers this size) gives the same picture at a fraction of the decoding work.
-DRAFT_SIZE = 256
 
+# hamming, phash_of, phashes_of_stored and DRAFT_SIZE live in phash.py, still importable from here.
 __all__ = [
     "DEFAULT_THRESHOLD", "assign_splits", "duplicate_counts", "example_pairs", "group_duplicates",
     "groups_across_splits", "hamming", "near_pairs", "phash_of", "phashes_of_stored",
 ]
-
-
-def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True) -> str:
-    """The 64-bit perceptual hash (imagehash's pHash) of an image as 16 hex digits.
-
-    `source` is a path, the file's bytes or a binary stream. With `draft` (the default) a JPEG is
-    decoded at reduced scale. Raises ValueError for data that is not a decodable image.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(source)
-    try:
-        with open_image(source) as image:  # the limit ingestion applied, not Pillow's
-            if draft:
-                # pHash uses luminance only: "L" lets the JPEG decoder skip the colour planes.
-                image.draft("L", (DRAFT_SIZE, DRAFT_SIZE))
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return str(imagehash.phash(upright))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
-        name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
-        # Pillow's own message names the stream object (an address), not the file.
-        detail = ("not an image format Pillow can read" if isinstance(error, UnidentifiedImageError)
-                  else error)
-        raise ValueError(
-            f"cannot compute a perceptual hash of {name or 'the data'}: {detail}"
-        ) from None
-
-
-def phashes_of_stored(
-    store: ObjectStore, rows: Iterable[Mapping], *, workers: int = 1
-) -> tuple[dict[str, str | None], dict[str, str]]:
-    """(nasa_id -> phash or None, nasa_id -> reason) for rows' images at their image_key.
-
-    With `workers` > 1 the images are read and hashed in that many threads (reads are network
-    round trips on S3, and Pillow decodes without holding the GIL).
-    """
-    def one(row: Mapping) -> tuple[str, str | None, str | None]:
-        try:
-            return row["nasa_id"], phash_of(store.get_bytes(row["image_key"])), None
-        except FileNotFoundError:
-            return row["nasa_id"], None, f"missing: {store.uri(row['image_key'])}"
-        except ValueError as error:
-            return row["nasa_id"], None, str(error)
-
-    rows = list(rows)
-    if workers > 1 and len(rows) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(rows))) as pool:
-            results = list(pool.map(one, rows))
-    else:
-        results = [one(row) for row in rows]
-    hashes = {nasa_id: phash for nasa_id, phash, _ in results}
-    reasons = {nasa_id: reason for nasa_id, _, reason in results if reason}
-    return hashes, reasons
 
 
 def groups_across_splits(rows: Iterable[Mapping]) -> dict[str, list[str]]:
@@ -93,11 +30,6 @@ def groups_across_splits(rows: Iterable[Mapping]) -> dict[str, list[str]]:
     for row in rows:
         splits[row["duplicate_group"]].add(str(row["split"]))
     return {group: sorted(names) for group, names in sorted(splits.items()) if len(names) > 1}
-
-
-def hamming(a: str, b: str) -> int:
-    """Number of differing bits between two hex hashes."""
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def _bands(threshold: int) -> list[tuple[int, int]]:

@@ -3,30 +3,32 @@
     <root>/webdataset/<split>/<split>-000000.tar    samples <key>.<ext> + <key>.json
     <root>/webdataset/index.json                   shards, counts, bytes, the manifest version
 
-Shards are written to a temporary file each and stored with one put, so a shard is never held in
-memory and never appears half-written. index.json is written after every shard it lists.
+Shards are written to a temporary file each and stored with one put (webdataset_shards.py), so a
+shard is never held in memory and never appears half-written. index.json is written after every
+shard it lists.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import re
-import tarfile
-import tempfile
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.captions import caption
+from nasa_assets.dataset.webdataset_shards import Shard, shard_index
 from nasa_assets.storage import ObjectStore
+
+# Where these lived before webdataset_shards.py; still importable from here.
+from nasa_assets.dataset.webdataset_shards import FORMAT_VERSION as FORMAT_VERSION
+from nasa_assets.dataset.webdataset_shards import SPOOL_BYTES as _SPOOL_BYTES  # noqa: F401
 
 PREFIX = "webdataset"
 INDEX_NAME = "index.json"
-FORMAT_VERSION = 1
 DEFAULT_MAX_SHARD_BYTES = 1 << 30       # 1 GiB: WebDataset's usual shard size is 100 MB..several GB
 DEFAULT_MAX_SHARD_SAMPLES = 10_000
 MIN_SHARD_BYTES = 1 << 16
@@ -39,11 +41,6 @@ JSON_FIELDS = (
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]{1,120}")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_SPOOL_BYTES = 32 << 20
-# Per member: a 512-byte header, possibly a pax header (long name) of 1024, data padded to 512.
-# A closed tar ends with two zero blocks, padded to tarfile's 10 KiB record.
-_MEMBER_OVERHEAD = 512 + 1024
-_TAR_TAIL = tarfile.RECORDSIZE + 1024
 
 __all__ = ["DEFAULT_MAX_SHARD_BYTES", "DEFAULT_MAX_SHARD_SAMPLES", "INDEX_NAME", "PREFIX",
            "manifest_version", "read_image", "read_index", "sample_key", "write_webdataset"]
@@ -88,46 +85,8 @@ def _metadata(row: dict) -> bytes:
     return json.dumps(meta, default=_json_value, ensure_ascii=False, sort_keys=True).encode()
 
 
-def _padded(size: int) -> int:
-    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-
-
 def _order(nasa_id: str) -> bytes:
     return hashlib.sha256(b"webdataset-order:" + nasa_id.encode("utf-8", "surrogatepass")).digest()
-
-
-class _Shard:
-    """One tar being written to a temporary file."""
-
-    def __init__(self, split: str, number: int, prefix: str):
-        self.split, self.number = split, number
-        self.key = f"{prefix}/{split}/{split}-{number:06d}.tar"
-        self.file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.PAX_FORMAT)
-        self.samples = 0
-
-    def projected(self, member_sizes: Iterable[int]) -> int:
-        members = sum(_MEMBER_OVERHEAD + _padded(n) for n in member_sizes)
-        return self.file.tell() + members + _TAR_TAIL
-
-    def add(self, name: str, data: bytes) -> None:
-        # Fixed owner, mode and time: the same content gives byte-identical shards.
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o444, 0
-        self.tar.addfile(info, io.BytesIO(data))
-
-    def store(self, store: ObjectStore) -> dict:
-        self.tar.close()
-        size = self.file.tell()
-        self.file.seek(0)
-        digest = hashlib.sha256()
-        while chunk := self.file.read(1 << 20):
-            digest.update(chunk)
-        self.file.seek(0)
-        store.put_file(self.key, self.file, content_type="application/x-tar")
-        self.file.close()
-        return {"key": self.key, "split": self.split, "samples": self.samples, "bytes": size,
-                "sha256": digest.hexdigest()}
 
 
 def read_image(store: ObjectStore, row: Mapping, verify: bool = True) -> bytes:
@@ -188,7 +147,7 @@ def write_webdataset(
     shards: list[dict] = []
     skipped: list[dict] = []
     for split in sorted(by_split):
-        shard = _Shard(split, 0, prefix)
+        shard = Shard(split, 0, prefix)
         for row in sorted(by_split[split], key=lambda r: _order(r["nasa_id"])):
             key = sample_key(row["nasa_id"])
             try:
@@ -207,7 +166,7 @@ def write_webdataset(
                 shard.samples and shard.projected([len(data), len(meta)]) > max_shard_bytes)
             if full:
                 shards.append(shard.store(store))
-                shard = _Shard(split, shard.number + 1, prefix)
+                shard = Shard(split, shard.number + 1, prefix)
             ext = row["image_key"].rsplit(".", 1)[-1].lower() if "." in row["image_key"] else "bin"
             shard.add(f"{key}.{ext}", data)
             shard.add(f"{key}.json", meta)
@@ -216,7 +175,7 @@ def write_webdataset(
             shards.append(shard.store(store))
         else:  # every image of the split was skipped
             shard.file.close()
-    index = _index(shards, skipped, version, max_shard_bytes, max_shard_samples)
+    index = shard_index(shards, skipped, version, max_shard_bytes, max_shard_samples)
     body = json.dumps(index, indent=2).encode()
     store.put_bytes(f"{prefix}/{INDEX_NAME}", body, "application/json")
     written = {s["key"] for s in shards}
@@ -224,29 +183,3 @@ def write_webdataset(
         if key.endswith(".tar") and key not in written:
             store.delete(key)
     return index
-
-
-def _index(shards, skipped, version, max_shard_bytes, max_shard_samples) -> dict:
-    splits: dict[str, dict] = {}
-    for shard in shards:
-        entry = splits.setdefault(shard["split"], {"samples": 0, "shards": 0, "bytes": 0})
-        entry["samples"] += shard["samples"]
-        entry["shards"] += 1
-        entry["bytes"] += shard["bytes"]
-    for name, entry in splits.items():
-        last = entry["shards"] - 1
-        # Brace notation as webdataset.WebDataset expands it, relative to the webdataset folder.
-        numbers = f"{{000000..{last:06d}}}" if last else "000000"
-        entry["urls"] = f"{name}/{name}-{numbers}.tar"
-    return {
-        "format": "webdataset",
-        "format_version": FORMAT_VERSION,
-        "moon_dataset_sha256": version,
-        "samples": sum(s["samples"] for s in shards),
-        "bytes": sum(s["bytes"] for s in shards),
-        "max_shard_bytes": max_shard_bytes,
-        "max_shard_samples": max_shard_samples,
-        "splits": splits,
-        "shards": shards,
-        "skipped": skipped,
-    }

@@ -59,7 +59,7 @@ def _observe(
     return decide(previous, first.total_hits, fetched, drop_share)
 
 
-# -- the cursor: the refresh state (nasa_assets/refresh.py) plus each broken page's backoff -------
+# -- the cursor: the refresh state (nasa_assets/dataset/refresh_state.py) plus each broken page's backoff -------
 
 
 def read_cursor(cursor: str | None, warn=None) -> tuple[RefreshState | None, dict[str, Backoff]]:
@@ -151,7 +151,7 @@ def refresh_sensor(
         (versioned JSON: total_hits, and count + sha256 of the ordered nasa_ids of each page seen).
         While total_hits stays the same, pages 2..last take turns as that second page, so every
         page is compared within (last - 1) ticks; when it changed, the old and new last pages are
-        read (3 requests at most). See nasa_assets/refresh.py for which pages count as affected.
+        read (3 requests at most). See nasa_assets/dataset/refresh.py for which pages count as affected.
         A sudden drop of total_hits is acted on only when a later tick sees it again. The first
         tick, with an empty cursor, requests every page that exists (up to 100): this sensor ships
         stopped and is meant to be turned on deliberately. When the API fails, the tick is skipped
