@@ -28,12 +28,14 @@ from nasa_assets_tests.helpers import local_env, materialize_pages, no_incoming,
 
 MB = 1 << 20
 BACKOFF = 0.5  # NasaClient's default
-TRANSIENT = ["429", "500", "502", "503", "reset", "truncate", "slow:2"]
+READ_TIMEOUT = 2.0
+TRANSIENT = ["429", "500", "502", "503", "reset", "truncate", "slow:5"]
 
 
 def make_client(double, sleeps: list, **options) -> NasaClient:
-    # Well above any scheduling stall of a busy 2-core machine, well below the slow faults.
-    options.setdefault("read_timeout", 0.8)
+    # Exact request counts: a normal answer must never time out, even on a busy 2-core machine
+    # (seconds of scheduling stalls), while "slow:5" always does.
+    options.setdefault("read_timeout", READ_TIMEOUT)
     return NasaClient(
         base_url=double.base_url, allowed_hosts=parse_allowed_hosts(double.host),
         rate_limiter=RateLimiter(10_000), sleep=sleeps.append, **options,
@@ -129,14 +131,14 @@ def test_a_body_that_stalls_past_the_read_timeout_is_fetched_again(nasa_double, 
             if len(calls) == 1:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
-                time.sleep(2.0)  # past the client's read timeout of 0.8 s
+                time.sleep(READ_TIMEOUT + 3)  # well past the client's read timeout
                 return
             self.wfile.write(body)
 
     with serving(Stalling) as host:
         sleeps = []
         client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(host),
-                            rate_limiter=RateLimiter(10), sleep=sleeps.append, read_timeout=0.8)
+                            rate_limiter=RateLimiter(10), sleep=sleeps.append, read_timeout=READ_TIMEOUT)
         store = RecordingStore(tmp_path)
         download_to_store(client, store, f"http://{host}/x~large.jpg", "images/x.jpg", 10 * MB)
     assert len(calls) == 2 and len(sleeps) == 1

@@ -486,7 +486,7 @@ def test_oversized_stream_is_stopped_while_streaming_with_flat_memory(tmp_path):
     def sample():
         while not done.is_set():
             peak[0] = max(peak[0], rss_bytes())
-            time.sleep(0.005)
+            time.sleep(0.02)  # a held 256 MB body would stay in memory far longer than this
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -501,5 +501,7 @@ def test_oversized_stream_is_stopped_while_streaming_with_flat_memory(tmp_path):
         sampler.join()
         endless.close()
     assert 256 * MB < endless.sent < 300 * MB  # stopped right after the cap, not at the end
-    assert peak[0] - baseline < 100 * MB  # streamed through a spool file, never held in memory
+    # Streamed through a spool file, never held in memory: a held body alone would add 256 MB; the
+    # margin is for whatever the rest of the process (moto, the double) allocates meanwhile.
+    assert peak[0] - baseline < 160 * MB
     assert not (tmp_path / "images").exists()
