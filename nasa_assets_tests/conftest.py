@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from nasa_assets_tests.helpers import LocalReader, S3Reader, local_env, s3_env
+from nasa_assets_tests.helpers import LocalReader, S3Reader, Trap, local_env, s3_env
 from nasa_assets_tests.nasa_double import NasaDouble
 
 # Test tiers (pytest -m unit / integration / system; docs/testing.md). A test marked by hand keeps
@@ -20,8 +20,8 @@ SYSTEM_MODULES = {"test_live_dagster", "test_production_queue"}
 # Real sockets (the double, moto), Dagster runs or child processes: seconds each.
 INTEGRATION_FIXTURES = {"nasa_double", "s3_server"}
 INTEGRATION_MODULES = {
-    "test_bench", "test_cli", "test_deploy", "test_faults", "test_hostile_input", "test_kill_rerun",
-    "test_nasa_double", "test_pipeline", "test_secrets",
+    "test_bench", "test_cli", "test_client", "test_deploy", "test_kill_rerun", "test_nasa_double",
+    "test_no_secret_leaks", "test_pipeline", "test_redirects", "test_s3_store", "test_screening",
 }
 
 
@@ -132,3 +132,13 @@ def target(request, tmp_path, nasa_double):
     client = request.getfixturevalue("s3_client")
     bucket = request.getfixturevalue("s3_bucket")
     return s3_env(nasa_double, server, bucket, prefix="moon_dataset"), S3Reader(client, bucket, "moon_dataset")
+
+
+@pytest.fixture
+def trap():
+    """An HTTP server no request may reach: tests assert its request list stays empty."""
+    server = Trap()
+    try:
+        yield server
+    finally:
+        server.close()

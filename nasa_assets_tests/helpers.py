@@ -15,6 +15,7 @@ from nasa_assets.defs.assets.moon_images import moon_images
 from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
 from nasa_assets.defs.assets.search_results import search_results
 from nasa_assets.defs.settings import resources_from_env
+from nasa_assets.storage.local import INCOMING
 
 PAGE_ASSETS = [search_results, sampled_manifest, moon_images]
 
@@ -150,3 +151,55 @@ def skip_unless_required(reason: str) -> None:
     if os.environ.get(REQUIRE_SERVICES) == "1":
         pytest.fail(f"{reason} ({REQUIRE_SERVICES}=1: required here)")
     pytest.skip(reason)
+
+
+def no_incoming(root) -> bool:
+    """True when a LocalStore at root holds no half-written file."""
+    incoming = root / INCOMING
+    return not incoming.exists() or not any(incoming.iterdir())
+
+
+def image_row(table, nasa_id) -> dict:
+    """The one row of a moon_images table for nasa_id."""
+    [row] = table[table["nasa_id"] == nasa_id].to_dict("records")
+    return row
+
+
+def _tiny_jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(out, "JPEG")
+    return out.getvalue()
+
+
+class Trap:
+    """An HTTP server on another 127.0.0.1 port that counts every request it gets."""
+
+    def __init__(self):
+        trap = self
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                trap.requests.append(f"{self.command} {self.path}")
+                body = _tiny_jpeg()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -64,8 +64,11 @@ def test_memory_of_a_gone_process_is_zero(tmp_path):
 def test_run_measured_counts_the_memory_of_a_grandchild(tmp_path):
     """A child that starts a grandchild holding 80 MB: the tree's peak includes it, which the
     child's own ru_maxrss would not."""
-    grandchild = ("import sys, time; block = bytearray(80 * 1024 * 1024); block[::4096] = b'x' * len(block[::4096]); "
-                  "print('holding', flush=True); time.sleep(1.5)")
+    released = tmp_path / "released"
+    # The grandchild holds its memory until the sample is taken (bounded), not for a guessed time.
+    grandchild = ("import os, sys, time; block = bytearray(80 * 1024 * 1024); block[::4096] = b'x' * len(block[::4096]); "
+                  "print('holding', flush=True); stop = time.monotonic() + 60\n"
+                  f"while not os.path.exists({str(released)!r}) and time.monotonic() < stop: time.sleep(0.01)")
     child = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
              "sys.exit(p.wait())")
     marks = []
@@ -73,6 +76,7 @@ def test_run_measured_counts_the_memory_of_a_grandchild(tmp_path):
     def on_line(line, sampler):
         if line.startswith("holding"):
             marks.append(sampler.mark("holding"))
+            released.touch()
 
     measured = run_measured([sys.executable, "-c", child], dict(os.environ), tmp_path, tmp_path / "log",
                             timeout=60, on_line=on_line)

@@ -7,26 +7,26 @@ import random
 import struct
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from PIL import Image, UnidentifiedImageError
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.fetch import download_to_store
-from nasa_assets.dataset.imaging import (
-    ImageFacts,
-    ImageMeter,
-    ImageRejected,
-    open_image,
-)
+from nasa_assets.dataset.imaging import ImageFacts, ImageMeter, ImageRejected, open_image
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.parsing import parse_item
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage.local import INCOMING, LocalStore
 from nasa_assets_tests.helpers import answering, serving
+
 
 MB = 1 << 20
 
@@ -429,3 +429,79 @@ def test_a_webp_declaring_20000x20000_is_a_decompression_bomb():
     with pytest.raises(ImageRejected) as caught:
         measure_stream([webp], max_bytes=MB)
     assert caught.value.reason == "declares more than 200000000 pixels (decompression bomb)"
+
+
+# --- size cap while streaming, memory flat ----------------------------------------------------
+
+
+class EndlessJpeg:
+    """Serves a JPEG that never ends, without Content-Length, and counts the bytes it sent."""
+
+    SEGMENT = b"\xff\xfe" + (65533 + 2).to_bytes(2, "big") + b"p" * 65533  # a JPEG comment
+
+    def __init__(self):
+        server_self = self
+        self.sent = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.end_headers()
+                try:
+                    self.wfile.write(b"\xff\xd8")
+                    while server_self.sent < 2048 * MB:
+                        self.wfile.write(EndlessJpeg.SEGMENT)
+                        server_self.sent += len(EndlessJpeg.SEGMENT)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.integration  # a real socket and a 256 MB stream
+def test_oversized_stream_is_stopped_while_streaming_with_flat_memory(tmp_path):
+    endless = EndlessJpeg()
+    peak, baseline, done = [0], rss_bytes(), threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.02)  # a held 256 MB body would stay in memory far longer than this
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        client = NasaClient(base_url="http://127.0.0.1:9", allowed_hosts=parse_allowed_hosts(endless.host),
+                            rate_limiter=RateLimiter(10))
+        with pytest.raises(ImageRejected, match=r"larger than MAX_IMAGE_BYTES \(268435456 bytes\)"):
+            download_to_store(client, LocalStore(tmp_path), f"http://{endless.host}/x~large.jpg",
+                              "images/x.jpg", max_bytes=256 * MB)
+    finally:
+        done.set()
+        sampler.join()
+        endless.close()
+    assert 256 * MB < endless.sent < 300 * MB  # stopped right after the cap, not at the end
+    # Streamed through a spool file, never held in memory: a held body alone would add 256 MB; the
+    # margin is for whatever the rest of the process (moto, the double) allocates meanwhile.
+    assert peak[0] - baseline < 160 * MB
+    assert not (tmp_path / "images").exists()

@@ -21,6 +21,8 @@ from nasa_assets.dataset.pages import (
     parse_page_range,
 )
 from nasa_assets.dataset.sampling import is_sampled, sample_bucket, seeded_sample, split_for
+from nasa_assets_tests.helpers import image_row, materialize_pages, read_table
+
 
 # --- safe_name / image_key -------------------------------------------------------------------
 
@@ -310,3 +312,23 @@ def test_seeded_sample_is_the_same_every_time_and_bounded():
     assert len(set(seeded_sample(items, 5))) == 5 and set(seeded_sample(items, 5)) <= set(items)
     assert sorted(seeded_sample(items, 80)) == items
     assert seeded_sample([], 3) == []
+
+
+def test_two_ids_differing_only_in_case_get_two_files_even_where_case_is_ignored(target, nasa_double):
+    env, reader = target
+    nasa_double.replace_item(3, "AS11-40-5874")
+    nasa_double.replace_item(4, "as11-40-5874")
+    assert materialize_pages(env, "0001").success
+
+    images = read_table(reader.get("moon_images/0001.parquet"))
+    assert set(images["status"]) == {"stored"}
+    keys = reader.image_keys()
+    assert len(keys) == 100
+    assert len({key.casefold() for key in keys}) == 100  # no two files a case-blind disk would merge
+    upper, lower = image_row(images, "AS11-40-5874"), image_row(images, "as11-40-5874")
+    assert upper["image_key"] == "images/AS11-40-5874.jpg"  # upper-case ids keep their plain key
+    assert lower["image_key"].startswith("images/as11-40-5874~")
+    for row in (upper, lower):
+        served = nasa_double.image_bytes_for(row["nasa_id"], "large")
+        assert reader.get(row["image_key"]) == served
+    assert upper["sha256"] != lower["sha256"]

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class LocalSide:
-    poll = 0.002  # seconds between looks at the folder
+    # Seconds between looks at the folder: often enough to catch a 3 MB write in flight now and
+    # then, rarely enough not to starve the run it watches of one of two cores.
+    poll = 0.02
     enough = 30  # images after which to kill even when no write is caught in flight
     image_bytes = 3 * 1024 * 1024  # big enough that a write into .incoming takes a moment
 

@@ -1,17 +1,22 @@
-"""End to end: two pages against the NASA double, into a local folder and into S3 (moto)."""
+"""End to end: pages against the NASA double, into a local folder and into S3 (moto), with and
+without faults: a page survives every transient fault, failures are budgeted rows, and tables are
+written only after the images they describe."""
 
 import hashlib
 import json
 
 from nasa_assets.dataset.keys import image_key
 from nasa_assets.nasa.renditions import rendition_of
+from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets_tests.helpers import (
     assert_image_matches,
     local_env,
     materialize_pages,
+    no_incoming,
     read_table,
 )
 from nasa_assets_tests.nasa_double import NasaDouble
+
 
 TABLE_KEYS = {
     f"{table}/{page}.parquet"
@@ -206,7 +211,6 @@ def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_doub
 
     # The same page with another host allowed for images: no thumbnail from a refused host.
     from nasa_assets.defs.assets.moon_images import _thumbnails
-    from nasa_assets.nasa.urls import parse_allowed_hosts
 
     manifest = read_table((tmp_path / "sampled_manifest/0001.parquet").read_bytes())
     assert _thumbnails({"0001": manifest}, parse_allowed_hosts("images-assets.nasa.gov")) == {}
@@ -226,3 +230,110 @@ def test_an_image_from_another_source_under_the_same_key_is_fetched_again(target
     images = read_table(store.get("moon_images/0001.parquet"))
     assert set(images["status"]) == {"already_stored"}
     assert images["source_url"].str.startswith(elsewhere.base_url).all()
+
+
+def checks_of(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_page_survives_every_transient_fault(target, nasa_double):
+    env, store = target
+    # Exact request counts below: a normal request must never time out, even when a busy 2-core
+    # machine stalls it for seconds, while the slow faults always do.
+    env["NASA_READ_TIMEOUT"] = "3"
+    image_faults = ["429", "500", "502", "503", "reset", "truncate", "slow:8", "truncate"]
+    nasa_double.faults = {
+        "search": ["503", "reset", "truncate"],
+        "collection": ["truncate", "500", "reset", "slow:8", "429"],
+        "image": list(image_faults),
+    }
+    result = materialize_pages(env, "0001")
+    assert result.success
+
+    assert nasa_double.counts["search"] == 4
+    assert nasa_double.counts["image"] == 100 + len(image_faults)  # each fault cost one retry
+    images = read_table(store.get("moon_images/0001.parquet"))
+    assert len(images) == 100 and set(images["status"]) == {"stored"}
+    assert store.image_keys() == sorted(images["image_key"])  # one object per image, nothing else
+    for row in images.to_dict("records"):
+        data = store.get(row["image_key"])
+        assert_image_matches(data, row)
+        assert data == nasa_double.image_bytes_for(row["nasa_id"], "large")
+    assert {name: e.passed for name, e in checks_of(result).items()} == {
+        "manifest_valid": True, "images_complete": True}
+
+
+def test_an_image_that_keeps_failing_is_a_failed_row_within_the_budget(target, nasa_double):
+    env, store = target
+    env["NASA_MAX_RETRIES"] = "1"
+    ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()[:100]]
+    broken = {ids[10]: "500", ids[20]: "truncate", ids[30]: "reset"}
+    nasa_double.faults = {"by_id": broken}
+
+    result = materialize_pages(env, "0001")
+    assert result.success  # the page is not crashed by three images
+
+    images = read_table(store.get("moon_images/0001.parquet")).set_index("nasa_id")
+    assert (images["status"] == "failed").sum() == 3
+    assert images.loc[ids[10], "error"] == "HTTP 500 from the file host"
+    assert images.loc[ids[20], "error"] == "transfer interrupted (ChunkedEncodingError); gave up after 3 attempts"
+    assert "failed after 2 attempts: ConnectionError" in images.loc[ids[30], "error"]
+    for nasa_id in broken:
+        assert images.loc[nasa_id, ["bytes", "sha256", "image_uri"]].isna().all()
+        assert not store.exists(images.loc[nasa_id, "image_key"])  # no object, not even a partial one
+    assert (images["status"] == "stored").sum() == 97
+
+    check = checks_of(result)["images_complete"]
+    assert check.passed  # 3% failed, default MAX_FAILED_FRACTION is 5%
+    assert check.metadata["failed"].value == 3
+    examples = {e["nasa_id"]: e["error"] for e in check.metadata["failed_examples"].value}
+    assert examples.keys() == broken.keys()
+
+    # A tighter budget turns the same outcome into a failed check; only the failures are retried.
+    nasa_double.reset_counts()
+    result = materialize_pages(env | {"MAX_FAILED_FRACTION": "0.02"}, "0001")
+    assert nasa_double.counts["image"] == 2 + 3 + 2  # 500 and reset: 2 requests each, truncate: 3
+    check = checks_of(result)["images_complete"]
+    assert not check.passed
+    assert result.success  # the check is not blocking: the run shows it failed, the table stays
+    assert "3 of 100 images failed (budget 2%)" in check.metadata["problems"].value
+
+
+def test_search_that_never_recovers_fails_the_step_and_writes_nothing(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="2")
+    nasa_double.faults = {"search": ["500"] * 10}
+    result = materialize_pages(env, "0001")
+    assert not result.success
+    assert nasa_double.counts["search"] == 3
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["search_results"]
+    assert failures[0].event_specific_data.error.cause.message.startswith(
+        "nasa_assets.nasa.errors.NasaApiError: search page 1: HTTP 500")
+    assert nasa_double.counts["image"] == nasa_double.counts["collection"] == 0
+    assert not any(tmp_path.rglob("*.parquet"))
+
+
+def test_tables_are_written_after_the_images_they_describe(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path)
+    assert materialize_pages(env, "0001").success
+    table = (tmp_path / "moon_images/0001.parquet").stat().st_mtime_ns
+    images = [p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()]
+    assert len(images) == 100 and max(images) <= table
+
+
+def test_a_step_that_dies_while_storing_images_writes_no_table(tmp_path, nasa_double):
+    env = local_env(nasa_double, tmp_path)
+    victim = nasa_double.corpus()[40]["data"][0]["nasa_id"]
+    # A directory where the image should go: renaming the downloaded file into place fails.
+    (tmp_path / image_key(victim, "x~large.jpg")).mkdir(parents=True)
+    result = materialize_pages(env, "0001")
+    assert not result.success
+    assert not (tmp_path / "moon_images").exists()  # no table claims images that are not there
+    assert no_incoming(tmp_path)
+    ids = {image_key(i["data"][0]["nasa_id"], "x~large.jpg"): i["data"][0]["nasa_id"]
+           for i in nasa_double.corpus()[:100]}
+    files = [p for p in (tmp_path / "images").iterdir() if p.is_file()]
+    assert files
+    for path in files:  # every file that made it is complete
+        nasa_id = ids[f"images/{path.name}"]
+        assert path.read_bytes() == nasa_double.image_bytes_for(nasa_id, "large")

@@ -1,5 +1,6 @@
-"""NASA_API_RATE_LIMIT_PER_HOUR in every window (issue 5): one limiter per process, shared by every
-client and thread and passed by every attempt; across runs, the `nasa_api` pool of the instance."""
+"""NASA_API_RATE_LIMIT_PER_HOUR in every window: the sliding window on a fake clock, one limiter
+per process shared by every client and thread and passed by every attempt, and across runs the
+`nasa_api` pool of the instance."""
 
 import collections
 import os
@@ -17,9 +18,10 @@ from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
 from nasa_assets.defs.assets.search_results import search_results
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.nasa.client import NasaClient
-from nasa_assets.nasa.ratelimit import RateLimiter
+from nasa_assets.nasa.ratelimit import RateLimiter, clear_shared_limiters, shared_limiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets_tests.helpers import double_env
+
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
@@ -28,8 +30,9 @@ HOUR = 3600.0
 class FakeTime:
     """A clock that only moves when somebody sleeps; any number of threads may sleep at once."""
 
-    def __init__(self):
-        self.now = 1000.0
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+        self.sleeps: list[float] = []
         self._lock = threading.Lock()
 
     def clock(self) -> float:
@@ -39,6 +42,7 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         assert seconds > 0, "the limiter never sleeps for nothing"
         with self._lock:
+            self.sleeps.append(seconds)
             self.now += seconds
         time.sleep(0)  # let the other threads in
 
@@ -240,3 +244,58 @@ def test_without_the_limit_the_same_runs_do_overlap(nasa_double, tmp_path):
     """The control for the test above: it would notice an overlap."""
     (a_start, a_end, _), (b_start, b_end, _) = sorted(_two_concurrent_runs(nasa_double, tmp_path, slots=2))
     assert b_start < a_end
+
+
+# --- one limiter on a fake clock -------------------------------------------------------------------
+
+
+def sliding_limiter(limit, window=10.0):
+    fake = FakeTime(now=0.0)
+    return RateLimiter(limit, window, clock=fake.clock, sleep=fake.sleep), fake
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_limit_below_one_raises(limit):
+    with pytest.raises(ValueError, match="at least 1"):
+        RateLimiter(limit)
+
+
+def test_requests_within_budget_do_not_wait():
+    budget, fake = sliding_limiter(3)
+    for _ in range(3):
+        assert budget.wait_time() == 0.0
+        budget.acquire()
+    assert fake.sleeps == []
+    assert budget.wait_time() == 10.0
+
+
+def test_request_over_budget_waits_for_the_oldest_to_expire():
+    budget, fake = sliding_limiter(2)
+    budget.acquire()
+    fake.now = 4.0
+    budget.acquire()
+    fake.now = 5.0
+    assert budget.wait_time() == 5.0
+    budget.acquire()
+    assert fake.sleeps == [5.0]
+    assert fake.now == 10.0
+    # the window slides: now the request at t=4 is the oldest
+    assert budget.wait_time() == 4.0
+
+
+def test_long_waits_sleep_in_slices():
+    budget, fake = sliding_limiter(1, window=3600.0)
+    budget.acquire()
+    budget.acquire()
+    assert fake.sleeps == [60.0] * 60
+    assert fake.now == 3600.0
+
+
+def test_shared_limiter_is_one_per_root_and_limit():
+    a = shared_limiter("https://images-api.test.invalid", 7)
+    assert shared_limiter("https://images-api.test.invalid", 7) is a
+    assert shared_limiter("https://images-api.test.invalid", 8) is not a
+    assert shared_limiter("https://other.test.invalid", 7) is not a
+    assert a.limit == 7 and a.window == 3600.0
+    clear_shared_limiters()  # a fresh budget: another limiter for the same root and limit
+    assert shared_limiter("https://images-api.test.invalid", 7) is not a

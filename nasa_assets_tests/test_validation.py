@@ -15,10 +15,10 @@ from nasa_assets.dataset.manifest import (
     sample,
     screen,
 )
-from nasa_assets.dataset.validation import manifest_problems, rejection_reason, rejection_budget
+from nasa_assets.dataset.validation import manifest_problems, rejection_budget, rejection_reason
 from nasa_assets.nasa.parsing import parse_item, parse_items
-from nasa_assets.nasa.ratelimit import RateLimiter, clear_shared_limiters, shared_limiter
 from nasa_assets.nasa.urls import parse_allowed_hosts, redact, url_block_reason
+
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -355,76 +355,6 @@ def test_redact_leaves_urls_without_secrets_alone():
         "https://images-assets.nasa.gov/image/x/x~large.jpg"
     )
     assert redact("http://[::1?api_key=SECRET123") == "<malformed url>"
-
-
-# --- API request budget (nasa/ratelimit.py) --------------------------------------------------
-
-
-class FakeTime:
-    """A clock that only moves when the limiter sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def limiter(limit, window=10.0):
-    fake = FakeTime()
-    return RateLimiter(limit, window, clock=fake.clock, sleep=fake.sleep), fake
-
-
-@pytest.mark.parametrize("limit", [0, -3])
-def test_limit_below_one_raises(limit):
-    with pytest.raises(ValueError, match="at least 1"):
-        RateLimiter(limit)
-
-
-def test_requests_within_budget_do_not_wait():
-    budget, fake = limiter(3)
-    for _ in range(3):
-        assert budget.wait_time() == 0.0
-        budget.acquire()
-    assert fake.sleeps == []
-    assert budget.wait_time() == 10.0
-
-
-def test_request_over_budget_waits_for_the_oldest_to_expire():
-    budget, fake = limiter(2)
-    budget.acquire()
-    fake.now = 4.0
-    budget.acquire()
-    fake.now = 5.0
-    assert budget.wait_time() == 5.0
-    budget.acquire()
-    assert fake.sleeps == [5.0]
-    assert fake.now == 10.0
-    # the window slides: now the request at t=4 is the oldest
-    assert budget.wait_time() == 4.0
-
-
-def test_long_waits_sleep_in_slices():
-    budget, fake = limiter(1, window=3600.0)
-    budget.acquire()
-    budget.acquire()
-    assert fake.sleeps == [60.0] * 60
-    assert fake.now == 3600.0
-
-
-def test_shared_limiter_is_one_per_root_and_limit():
-    a = shared_limiter("https://images-api.test.invalid", 7)
-    assert shared_limiter("https://images-api.test.invalid", 7) is a
-    assert shared_limiter("https://images-api.test.invalid", 8) is not a
-    assert shared_limiter("https://other.test.invalid", 7) is not a
-    assert a.limit == 7 and a.window == 3600.0
-    clear_shared_limiters()  # a fresh budget: another limiter for the same root and limit
-    assert shared_limiter("https://images-api.test.invalid", 7) is not a
 
 
 def _counts(items, rejected, sampled, unresolved):
