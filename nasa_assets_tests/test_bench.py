@@ -184,3 +184,19 @@ def test_exports_bench_runs_tiny_and_reports_each_step():
     assert "(0 decoded)" in out  # the rebuild reuses every hash
     assert "group_duplicates over 500 images (threshold 6)" in out
     assert "write_webdataset of 30 images" in out
+
+
+def test_whole_run_marks_rss_at_the_first_progress_line_past_each_page_count(tmp_path):
+    from nasa_assets_tests.bench.whole import page_marker
+
+    _fake_proc(tmp_path, 100, 1, 100, 1000)
+    sampler = TreeSampler(roots={100}, sessions={100}, proc=tmp_path)
+    on_line = page_marker((10, 100))
+    on_line("12:00:01 INFO ... - page 0003 done; 3/100 pages, 300/10000 images: ...\n", sampler)
+    assert sampler.marks == {}
+    (tmp_path / "100" / "smaps_rollup").write_text("Rss: 2000 kB\nPss: 2000 kB\n")
+    on_line("12:00:05 INFO ... - 11/100 pages, 1100/10000 images: ...\n", sampler)  # page 10's line was throttled
+    on_line("12:00:06 INFO ... - page 0012 done; 12/100 pages, ...\n", sampler)
+    (tmp_path / "100" / "smaps_rollup").write_text("Rss: 3000 kB\nPss: 3000 kB\n")
+    on_line("12:01:00 INFO ... - moon_images done; 100/100 pages, 10000/10000 images: ...\n", sampler)
+    assert {k: v.rss_kb for k, v in sampler.marks.items()} == {"page 10": 2000, "page 100": 3000}

@@ -362,11 +362,15 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
             if run_id:
                 records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))
             else:
-                records = [r for r in instance.get_run_records(limit=10)
-                           if r.dagster_run.job_name != "moon_dataset_build"][:1]
+                recent = instance.get_run_records(limit=10)  # newest first
+                records = [r for r in recent if r.dagster_run.job_name != "moon_dataset_build"][:1]
             if not records:
                 return phases
             record = records[0]
+            # `python -m nasa_assets run` rebuilds moon_dataset in a run of its own afterwards.
+            dataset_runs = [] if run_id else [
+                r for r in recent if r.dagster_run.job_name == "moon_dataset_build"
+                and r.create_timestamp >= record.create_timestamp and r.start_time and r.end_time]
             steps = sorted((s for s in instance.get_run_step_stats(record.dagster_run.run_id)
                             if s.start_time and s.end_time), key=lambda s: s.start_time)
             kinds = dg.DagsterEventType
@@ -394,13 +398,16 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
         else:
             phases["created to started (queue, run worker start-up)"] = start - created
     elif start and end:
-        phases["outside the run (process start-up, imports, exit)"] = wall - (end - start)
+        rebuild = sum(r.end_time - r.start_time for r in dataset_runs)
+        phases["outside the runs (process start-up, imports, exit)"] = wall - (end - start) - rebuild
     if start and steps:
         phases["run start to first step"] = steps[0].start_time - start
     for step in steps:
         phases[step.step_key] = step.end_time - step.start_time
     if end and steps:
         phases["last step to run end"] = end - steps[-1].end_time
+    if launched_at is None and start and end and dataset_runs:
+        phases["moon_dataset_build run"] = rebuild
     if launched_at is not None and end:
         phases["run end to success seen"] = launched_at + wall - end
     return phases

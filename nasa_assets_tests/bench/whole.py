@@ -8,19 +8,20 @@ from nasa_assets_tests.bench.paths import PREFIX, Bench, run_phases
 from nasa_assets_tests.bench.procs import PYTHON, TreeSampler
 from nasa_assets_tests.bench.report import PathResult, WholeResult
 
-# moon_images logs "page 0042 done; ..." as each page's last image is settled.
-PAGE_DONE = re.compile(r"\bpage \d{4} done\b")
+# moon_images' progress lines ("page 0042 done; 42/100 pages, ..." when a page completes, at most
+# one a second, and a line every few seconds) say how many pages are done.
+PAGES_DONE = re.compile(r"\b(\d+)/\d+ pages\b")
 
 
 def page_marker(marks_at: tuple[int, ...]):
-    """An output-line callback that samples the tree's RSS when the n-th page is done."""
-    seen = [0]
+    """An output-line callback that samples the tree's RSS at the first progress line that
+    reports at least n pages done, for each n in `marks_at`."""
+    left = sorted(set(marks_at))
 
     def on_line(line: str, sampler: TreeSampler) -> None:
-        if PAGE_DONE.search(line):
-            seen[0] += 1
-            if seen[0] in marks_at:
-                sampler.mark(f"page {seen[0]}")
+        found = PAGES_DONE.search(line)
+        while found and left and int(found.group(1)) >= left[0]:
+            sampler.mark(f"page {left.pop(0)}")
 
     return on_line
 
