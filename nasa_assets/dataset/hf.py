@@ -20,7 +20,7 @@ import re
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.captions import caption
 from nasa_assets.dataset.keys import MANIFEST_KEY
-from nasa_assets.dataset.loader import load_manifest, open_store
+from nasa_assets.dataset.loader import load_manifest, of_split, open_store
 from nasa_assets.dataset.webdataset_export import manifest_version, read_image
 from nasa_assets.storage import ObjectStore
 
@@ -57,8 +57,7 @@ def _features(datasets, optional: tuple[str, ...]):
 
 def _examples(store: ObjectStore, split: str | None, optional: tuple[str, ...], verify: bool):
     manifest = load_manifest(store)
-    if split is not None:
-        manifest = manifest[manifest["split"] == split]
+    manifest = of_split(manifest, split)
     for row in tables.records(manifest):
         data = read_image(store, row, verify)
         if row.get("caption") is None:
@@ -89,12 +88,7 @@ def load_hf_dataset(
     datasets = _datasets()
     store = open_store(root)
     manifest = load_manifest(store)
-    if split is not None:
-        present = sorted(manifest["split"].dropna().unique())
-        if split not in present:
-            raise ValueError(
-                f"no image in split {split!r}; splits present: {', '.join(present) or 'none'}"
-            )
+    of_split(manifest, split)  # an unknown split fails here, before anything is built
     optional = tuple(name for name in OPTIONAL_TEXT_COLUMNS if name in manifest.columns)
     # The manifest's own hash names the cached copy: a rebuilt manifest gets a new one, the same
     # manifest reuses it. (datasets would otherwise hash the store object, which is not stable.)

@@ -88,6 +88,17 @@ def load_manifest(root: str | os.PathLike | ObjectStore) -> pd.DataFrame:
         raise
 
 
+def of_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """The manifest's rows of one split (all rows for None); ValueError naming the splits present
+    for a split with no image."""
+    if split is None:
+        return manifest
+    present = sorted(manifest["split"].dropna().unique())
+    if split not in present:
+        raise ValueError(f"no image in split {split!r}; splits present: {', '.join(present) or 'none'}")
+    return manifest[manifest["split"] == split]
+
+
 def iter_images(
     root: str | os.PathLike | ObjectStore, split: str | None = None, *, verify: bool = True
 ) -> Iterator[tuple[dict, Image.Image]]:
@@ -100,12 +111,7 @@ def iter_images(
     """
     store = open_store(root)
     manifest = load_manifest(store)
-    if split is not None:
-        present = sorted(manifest["split"].dropna().unique())
-        if split not in present:
-            raise ValueError(f"no image in split {split!r}; splits present: {', '.join(present) or 'none'}")
-        manifest = manifest[manifest["split"] == split]
-    for row in tables.records(manifest):
+    for row in tables.records(of_split(manifest, split)):
         data = store.get_bytes(row["image_key"])
         if verify and (len(data) != row["bytes"] or hashlib.sha256(data).hexdigest() != row["sha256"]):
             raise ValueError(
