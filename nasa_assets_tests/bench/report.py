@@ -145,6 +145,12 @@ class WholeResult:
     again: PathResult | None = None
 
 
+def flat(rss_after: dict[str, float]) -> bool | None:
+    if "page 10" not in rss_after or "page 100" not in rss_after:
+        return None
+    return rss_after["page 100"] <= 1.1 * rss_after["page 10"]
+
+
 def whole_targets(whole: WholeResult) -> list[Target]:
     first, again = whole.first, whole.again
     if first.error:
@@ -155,7 +161,7 @@ def whole_targets(whole: WholeResult) -> list[Target]:
         Target("... peak RSS (tree)", f"{first.peak_rss_mb:.0f} MB", "<= 400 MB", first.peak_rss_mb <= 400),
         Target("... RSS after page 10 / after page 100",
                " / ".join(f"{whole.rss_after[k]:.0f} MB" if k in whole.rss_after else "?"
-                          for k in ("page 10", "page 100")), "flat", None),
+                          for k in ("page 10", "page 100")), "flat (at most +10%)", flat(whole.rss_after)),
     ]
     if again is None or again.error:
         targets.append(Target("the re-run", again.error if again else "", "<= 10 s, 0 downloads", None))
