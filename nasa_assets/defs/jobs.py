@@ -4,7 +4,7 @@ from nasa_assets.dataset.datasets import DatasetSpec
 from nasa_assets.defs.assets.pages import MOON, key_of
 
 
-def images_job(spec: DatasetSpec = MOON) :
+def images_job(spec: DatasetSpec = MOON):
     """`<name>_images_job`: a dataset's page steps (moon_images_job for moon)."""
     return dg.define_asset_job(
         spec.images_job,
@@ -15,7 +15,7 @@ def images_job(spec: DatasetSpec = MOON) :
     )
 
 
-def dataset_job(spec: DatasetSpec = MOON) :
+def dataset_job(spec: DatasetSpec = MOON):
     """`<name>_dataset_job`: a dataset's table, card and export (moon_dataset_job for moon)."""
     # The WebDataset export follows the table; it writes nothing when the table did not change.
     return dg.define_asset_job(
