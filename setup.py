@@ -17,6 +17,8 @@ setup(
         "pillow>=12,<14",
         "python-dotenv>=1.0,<2",
         "imagehash>=4.3.2,<5",
+        # The datasets file (NASA_DATASETS_FILE); Dagster depends on it too.
+        "pyyaml>=6.0,<7",
     ],
     extras_require={
         "postgres": ["dagster-postgres>=0.29.27,<0.30"],

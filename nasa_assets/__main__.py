@@ -1,7 +1,8 @@
 """`python -m nasa_assets run --pages 1-3`: materialize pages in-process and say where they went.
 
 The same as `dagster asset materialize`, minus the flags: reads `.env`, needs no daemon, and
-uses $DAGSTER_HOME when it is set (so the runs show up in `make dev`'s UI).
+uses $DAGSTER_HOME when it is set (so the runs show up in `make dev`'s UI). `--dataset mars`
+runs another dataset of NASA_DATASETS_FILE instead of moon.
 """
 
 import argparse
@@ -18,20 +19,27 @@ RANGE_END = "dagster/asset_partition_range_end"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def run(pages: str, with_dataset: bool = True) -> int:
+def run(pages: str, with_dataset: bool = True, dataset: str = "moon") -> int:
     from nasa_assets.dataset.pages import page_runs, parse_page_range
 
     try:
         keys = parse_page_range(pages)
         from nasa_assets.definitions import defs  # reads the environment, may reject a setting
+        from nasa_assets.defs.settings import datasets_from_env
+
+        specs = {spec.name: spec for spec in datasets_from_env(os.environ)}
     except ValueError as error:
         print(f"nasa_assets: {error}", file=sys.stderr)
         return 2
+    if dataset not in specs:
+        print(f"nasa_assets: no dataset {dataset!r}; declared: {', '.join(specs)} (NASA_DATASETS_FILE "
+              "declares the datasets besides moon)", file=sys.stderr)
+        return 2
+    spec = specs[dataset]
 
     import dagster as dg
 
     from nasa_assets.defs.console import concise_console_logger
-    from nasa_assets.defs.jobs import moon_dataset_job, moon_images_job
 
     home = os.getenv("DAGSTER_HOME")
     if home and not os.path.isdir(home):
@@ -42,11 +50,11 @@ def run(pages: str, with_dataset: bool = True) -> int:
     # The code location's assets and resources, with a console logger that leaves stack traces
     # to the event log.
     cli_defs = dg.Definitions(
-        assets=defs.assets, resources=defs.resources, jobs=[moon_images_job, moon_dataset_job],
-        loggers={"console": concise_console_logger},
+        assets=defs.assets, resources=defs.resources, loggers={"console": concise_console_logger},
+        jobs=[job for job in defs.jobs if job.name in (spec.images_job, spec.dataset_job)],
     )
-    job = cli_defs.resolve_job_def(moon_images_job.name)
-    store = defs.resources["storage"].store()
+    job = cli_defs.resolve_job_def(spec.images_job)
+    store = defs.resources["storage"].store(spec.folder)
     print(f"nasa_assets: pages {pages} -> {store.root_uri}")
     ok, search_failed = True, False
     for start, end in page_runs(keys):  # each contiguous run is one single-run range
@@ -55,15 +63,18 @@ def run(pages: str, with_dataset: bool = True) -> int:
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, f"{start}" if start == end else f"{start}...{end}")
-        search_failed |= any(step == "search_results" for step, _ in _step_failures(result))
+        # A prefixed asset's step is `<prefix>__search_results`.
+        search_failed |= any(step.split("__")[-1] == "search_results"
+                             for step, _ in _step_failures(result))
     if search_failed:
         print(_search_hint(defs.resources["nasa"].base_url), file=sys.stderr)
     if with_dataset and not ok:
-        print("nasa_assets: moon_dataset not rebuilt because a page run failed; fix the cause above "
+        table = "/".join([*spec.key_prefix, "moon_dataset"])
+        print(f"nasa_assets: {table} not rebuilt because a page run failed; fix the cause above "
               "and run again (stored images are not downloaded twice)", file=sys.stderr)
     elif with_dataset:
         # Consolidate every page stored so far: <root>/moon_dataset.parquet and the card.
-        result = cli_defs.resolve_job_def(moon_dataset_job.name).execute_in_process(
+        result = cli_defs.resolve_job_def(spec.dataset_job).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
         ok &= _report(result, "all pages")
@@ -108,27 +119,29 @@ def _report(result, label: str) -> bool:
     for event in result.get_asset_materialization_events():  # one per page of a range run
         mat = event.event_specific_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
-        total = by_asset.setdefault(mat.asset_key.to_user_string(), dict(meta, **dict.fromkeys(SUMMED, 0)))
+        total = by_asset.setdefault(mat.asset_key, dict(meta, **dict.fromkeys(SUMMED, 0)))
         for key in SUMMED:
             total[key] += int(meta.get(key) or 0)
-    for name, meta in by_asset.items():
+    for key, meta in by_asset.items():
+        # Another dataset's assets have the same names under its prefix: `mars/moon_images`.
+        name, shown = key.path[-1], key.to_user_string()
         if name == "moon_images":
-            print(f"  {label} moon_images: {meta['stored']} stored, {meta['already_stored']} "
+            print(f"  {label} {shown}: {meta['stored']} stored, {meta['already_stored']} "
                   f"already stored, {meta['failed']} failed, {meta['bytes_stored']} bytes")
         elif name == "sampled_manifest":
-            print(f"  {label} sampled_manifest: {meta['sampled']} sampled of {meta['items']}, "
+            print(f"  {label} {shown}: {meta['sampled']} sampled of {meta['items']}, "
                   f"{meta['rejected']} rejected {meta.get('rejected_reasons') or ''}".rstrip())
         elif name == "moon_dataset_card":
             continue  # its URI is on the moon_dataset line
         elif name == "moon_dataset":
-            print(f"  {label} moon_dataset: {meta['row_count']} images in "
+            print(f"  {label} {shown}: {meta['row_count']} images in "
                   f"{meta.get('dataset_uri')}, card {meta.get('card_uri')}")
         elif name == "moon_webdataset":
             done = "written" if meta.get("rebuilt") else "unchanged"
-            print(f"  {label} moon_webdataset: {meta['samples']} samples in {meta['shards']} shards "
+            print(f"  {label} {shown}: {meta['samples']} samples in {meta['shards']} shards "
                   f"({done}), index {meta.get('index_uri')}")
         else:
-            print(f"  {label} {name}: {meta['row_count']} rows")
+            print(f"  {label} {shown}: {meta['row_count']} rows")
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             problems = evaluation.metadata.get("problems")
@@ -144,11 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialize moon_images_job for a page range")
     run_parser.add_argument("--pages", default="0001", help="1, 1-5, 0001...0005 or 1,3,7 (default 0001)")
     run_parser.add_argument(
+        "--dataset", default="moon", help="which dataset of NASA_DATASETS_FILE to run (default moon)"
+    )
+    run_parser.add_argument(
         "--no-dataset", action="store_true", help="skip rebuilding moon_dataset, its card and its WebDataset export afterwards"
     )
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env", override=False)
-    return run(args.pages, with_dataset=not args.no_dataset)
+    return run(args.pages, with_dataset=not args.no_dataset, dataset=args.dataset)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,39 @@ def test_module_run_prints_where_the_data_went(tmp_path, nasa_double):
     assert f"moon_webdataset: 200 samples in 3 shards (written), index {index.as_uri()}" in proc.stdout
 
 
+def test_module_run_of_another_dataset_fills_its_own_folder(tmp_path, nasa_double):
+    mars_ids = nasa_double.add_query("mars", 130)
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  - {name: mars, query: mars}\n")
+    env = {**_env(nasa_double, tmp_path / "data"), "NASA_DATASETS_FILE": "datasets.yaml"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasa_assets", "run", "--pages", "1", "--dataset", "mars"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mars = (tmp_path / "data" / "mars").resolve()
+    assert "0001 mars/moon_images: 100 stored, 0 already stored, 0 failed" in proc.stdout
+    assert f"dataset at {mars.as_uri()}" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mars"]  # nothing of moon's
+    table = pd.read_parquet(mars / "moon_dataset.parquet")
+    assert sorted(table["nasa_id"]) == mars_ids[:100]
+    assert nasa_double.counts["search"] == 1
+
+
+def test_module_run_names_a_bad_datasets_file_or_dataset_without_a_traceback(tmp_path, nasa_double):
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  - {name: mars, query: mars, sampling: 2}\n")
+    for argv, extra, message in [
+        ([], {"NASA_DATASETS_FILE": "datasets.yaml"},
+         "NASA_DATASETS_FILE datasets.yaml: entry 1 (mars): unknown key 'sampling'"),
+        (["--dataset", "venus"], {}, "no dataset 'venus'; declared: moon"),
+    ]:
+        proc = subprocess.run([sys.executable, "-m", "nasa_assets", "run", *argv], cwd=tmp_path,
+                              env={**_env(nasa_double, tmp_path / "d"), **extra},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert nasa_double.counts["search"] == 0
+
+
 def test_module_run_rejects_bad_pages_without_a_traceback(tmp_path, nasa_double):
     proc = subprocess.run(
         [sys.executable, "-m", "nasa_assets", "run", "--pages", "0-300"],

@@ -12,6 +12,7 @@ from nasa_assets.dataset.tables import SCHEMAS
 from nasa_assets.defs.sensors import interval_seconds
 from nasa_assets.defs.settings_spec import SETTINGS, SETTINGS_LIST, with_table
 from nasa_assets.defs.settings import (
+    datasets_from_env,
     repair_policy_from_env,
     resources_from_env,
     total_hits_drop_share,
@@ -32,6 +33,7 @@ READERS = {
     "interval_seconds": interval_seconds,
     "total_hits_drop_share": total_hits_drop_share,
     "repair_policy_from_env": repair_policy_from_env,
+    "datasets_from_env": datasets_from_env,
 }
 # An environment with a bucket, so that the S3 settings are read too.
 BASES = ({}, {"S3_BUCKET_NAME": "doc-check-bucket"})

@@ -5,16 +5,19 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets.defs.assets import moon_images, sampled_manifest, search_results
-from nasa_assets.defs.io_manager import ParquetIOManager, sibling, table_path
+from nasa_assets.defs.io_manager import ParquetIOManager, dataset_folder, sibling, table_path
 from nasa_assets.defs.partitions import search_pages
 from nasa_assets.defs.resources import LocalDatasetStorage
 from nasa_assets_tests.helpers import local_env, materialize_pages, read_table
 
 
 def test_table_path_follows_the_asset_key():
+    """The prefix names the dataset's folder, the last part the table inside it."""
     assert table_path(dg.AssetKey("moon_images"), "0001") == "moon_images/0001.parquet"
-    assert table_path(dg.AssetKey(["nasa", "moon_images"]), "0001") == "nasa/moon_images/0001.parquet"
-    assert table_path(dg.AssetKey(["nasa", "moon_dataset"])) == "nasa/moon_dataset.parquet"
+    assert dataset_folder(dg.AssetKey("moon_images")) == ""
+    assert table_path(dg.AssetKey(["nasa", "moon_images"]), "0001") == "moon_images/0001.parquet"
+    assert table_path(dg.AssetKey(["nasa", "moon_dataset"])) == "moon_dataset.parquet"
+    assert dataset_folder(dg.AssetKey(["nasa", "moon_dataset"])) == "nasa"
     assert sibling(dg.AssetKey(["nasa", "sampled_manifest"]), "rejected") == dg.AssetKey(
         ["nasa", "rejected"]
     )
@@ -87,7 +90,8 @@ def test_a_key_prefix_keeps_already_stored_working(tmp_path, nasa_double):
     assert materialize_pages(env, "0001", assets=prefixed).success
     assert (tmp_path / "nasa/moon_images/0001.parquet").exists()
     assert (tmp_path / "nasa/rejected/0001.parquet").exists()
-    assert not (tmp_path / "moon_images").exists()
+    assert (tmp_path / "nasa/images").is_dir()
+    assert not (tmp_path / "moon_images").exists() and not (tmp_path / "images").exists()
     nasa_double.reset_counts()
     assert materialize_pages(env, "0001", assets=prefixed).success
     assert nasa_double.counts["image"] == 0

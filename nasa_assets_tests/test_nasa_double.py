@@ -171,6 +171,18 @@ def test_total_hits_honoured_and_changeable(nasa_double):
     assert ids_of(coll) == [f"MOON-{i:05d}" for i in range(1200, 1234)]
 
 
+def test_a_query_of_its_own_gets_its_own_items(nasa_double):
+    ids = nasa_double.add_query("mars", 130)
+    assert ids[:2] == ["MARS-00000", "MARS-00001"] and len(ids) == 130
+    mars = search(nasa_double, q="mars", page=2).json()["collection"]
+    assert mars["metadata"]["total_hits"] == 130 and ids_of(mars) == ids[100:]
+    assert set(mars["items"][0]) == {"href", "data", "links"}  # the same shapes as the main corpus
+    moon = search(nasa_double, q="moon").json()["collection"]
+    assert moon["metadata"]["total_hits"] == 250 and not set(ids_of(moon)) & set(ids)
+    # Its files are served like any other item's.
+    assert requests.get(image_url(nasa_double, "MARS-00001", "large"), timeout=10).status_code == 200
+
+
 def test_page_size_and_page_past_end(nasa_double):
     coll = search(nasa_double, q="moon", page_size=7, page=2).json()["collection"]
     assert len(coll["items"]) == 7

@@ -69,7 +69,10 @@ def test_ships_stopped_targeting_the_job_with_a_configurable_interval():
     for bad in ("soon", "0"):
         with pytest.raises(ValueError, match="NASA_SENSOR_INTERVAL_SECONDS"):
             interval_seconds({"NASA_SENSOR_INTERVAL_SECONDS": bad})
-    assert defs.resolve_sensor_def("nasa_search_refresh") is nasa_search_refresh
+    # The code location builds its sensor from the same environment.
+    located = defs.resolve_sensor_def("nasa_search_refresh")
+    assert (located.job_name, located.minimum_interval_seconds, located.default_status) == (
+        "moon_images_job", interval_seconds(), dg.DefaultSensorStatus.STOPPED)
 
 
 def test_first_tick_requests_the_pages_that_exist(nasa_double):

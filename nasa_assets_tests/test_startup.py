@@ -8,15 +8,19 @@ from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
 def test_root_uri_is_the_store_root_for_s3_without_a_client(s3_server, s3_bucket):
     storage = S3DatasetStorage(s3=S3Resource(endpoint_url=s3_server), bucket=s3_bucket, prefix="moon/data")
     assert storage.root_uri() == f"s3://{s3_bucket}/moon/data"
-    assert storage._store is None  # no boto3 client was made for it
+    assert storage.root_uri("mars") == f"s3://{s3_bucket}/moon/data/mars"
+    assert storage._stores == {}  # no boto3 client was made for it
     assert storage.root_uri() == storage.store().root_uri
+    assert storage.root_uri("mars") == storage.store("mars").root_uri
     bare = S3DatasetStorage(s3=S3Resource(endpoint_url=s3_server), bucket=s3_bucket, prefix="")
     assert bare.root_uri() == bare.store().root_uri == f"s3://{s3_bucket}"
+    assert bare.root_uri("mars") == bare.store("mars").root_uri == f"s3://{s3_bucket}/mars"
 
 
 def test_root_uri_of_a_local_folder(tmp_path):
     storage = LocalDatasetStorage(root=str(tmp_path / "data"))
     assert storage.root_uri() == (tmp_path / "data").resolve().as_uri() == storage.store().root_uri
+    assert storage.root_uri("mars") == (tmp_path / "data/mars").resolve().as_uri()
 
 
 def test_one_s3_client_per_configuration_in_a_process(s3_server, s3_bucket):

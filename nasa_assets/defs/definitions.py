@@ -3,22 +3,23 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from nasa_assets.defs.assets.moon_dataset import moon_dataset
-from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
-from nasa_assets.defs.assets.moon_images import moon_images
-from nasa_assets.defs.assets.moon_webdataset import moon_webdataset
-from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
-from nasa_assets.defs.assets.search_results import search_results
-from nasa_assets.defs.jobs import moon_dataset_job, moon_images_job
+from nasa_assets.defs.datasets import dataset_definitions
 from nasa_assets.defs.resources import S3DatasetStorage
-from nasa_assets.defs.sensors import nasa_search_refresh
-from nasa_assets.defs.settings import resources_from_env
+from nasa_assets.defs.sensors import interval_seconds
+from nasa_assets.defs.settings import (
+    datasets_from_env,
+    repair_policy_from_env,
+    resources_from_env,
+    total_hits_drop_share,
+)
 
 
 def definitions_from_env(env: Mapping[str, str]) -> dg.Definitions:
     resources = resources_from_env(env)
-    assets = [search_results, sampled_manifest, moon_images, moon_dataset, moon_dataset_card,
-              moon_webdataset]
+    sensor_settings = dict(interval=interval_seconds(env), drop_share=total_hits_drop_share(env),
+                           policy=repair_policy_from_env(env))
+    datasets = [dataset_definitions(spec, **sensor_settings) for spec in datasets_from_env(env)]
+    assets = [a for d in datasets for a in d.assets]
     if isinstance(resources["storage"], S3DatasetStorage):
         # Kinds are fixed when an asset is defined; where its tables and images go is known here.
         assets = dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={"s3"}), assets)
@@ -28,7 +29,9 @@ def definitions_from_env(env: Mapping[str, str]) -> dg.Definitions:
     # and step retries work the same in process.
     return dg.Definitions(
         executor=dg.in_process_executor,
-        assets=assets, jobs=[moon_images_job, moon_dataset_job], sensors=[nasa_search_refresh],
+        assets=assets,
+        jobs=[j for d in datasets for j in d.jobs],
+        sensors=[s for d in datasets for s in d.sensors],
         resources=resources,
     )
 

@@ -1,12 +1,15 @@
 """Dagster resources: the NASA API, the dataset's settings, and where the dataset is stored."""
 
 import threading
+from pathlib import Path
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS, field_for
+# parse_split_fractions and DEFAULT_SPLIT_FRACTIONS are also imported from here.
+from nasa_assets.dataset.datasets import DatasetSpec, parse_split_fractions  # noqa: F401
+from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS, field_for  # noqa: F401
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.ratelimit import shared_limiter
 from nasa_assets.nasa.renditions import RENDITIONS
@@ -73,24 +76,6 @@ class NasaApiResource(dg.ConfigurableResource):
             self._client.close()
 
 
-def parse_split_fractions(spec: str) -> dict[str, float]:
-    """"train=0.8,validation=0.1,test=0.1" -> {"train": 0.8, ...}; fractions add up to 1."""
-    splits: dict[str, float] = {}
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        name, sep, value = (x.strip() for x in part.partition("="))
-        try:
-            fraction = float(value) if sep and name else -1.0
-        except ValueError:
-            fraction = -1.0
-        if not 0 <= fraction <= 1 or name in splits:
-            raise ValueError(f"expects name=fraction pairs such as {DEFAULT_SPLIT_FRACTIONS!r}, "
-                             f"each name once and each fraction in [0, 1]; got {part!r}")
-        splits[name] = fraction
-    if abs(sum(splits.values()) - 1) > 1e-6:
-        raise ValueError(f"fractions must add up to 1, got {sum(splits.values()):g} in {spec!r}")
-    return splits
-
-
 class DatasetSettings(dg.ConfigurableResource):
     """How the dataset is sampled, which rendition is kept, and the limits applied per page."""
 
@@ -111,15 +96,23 @@ class DatasetSettings(dg.ConfigurableResource):
         return parse_split_fractions(self.split_fractions)
 
 
+def resolved(spec: DatasetSpec, nasa: NasaApiResource, settings: DatasetSettings) -> DatasetSpec:
+    """The dataset's query, sampling factor, rendition and splits: its own (from the datasets
+    file), else the environment's, which the resources hold."""
+    return spec.with_defaults(nasa.query, settings.sampling_factor, settings.rendition,
+                              settings.split_fractions)
+
+
 class DatasetStorage(dg.ConfigurableResource):
     """Where the dataset lives; subclasses choose a local folder or S3."""
 
-    def store(self) -> ObjectStore:
+    def store(self, folder: str = "") -> ObjectStore:
+        """The store of the storage root, or of `folder` inside it (another dataset's root)."""
         raise TypeError("configure LocalDatasetStorage or S3DatasetStorage, not the base class")
 
-    def root_uri(self) -> str:
+    def root_uri(self, folder: str = "") -> str:
         """Where the dataset is, without connecting to it."""
-        return self.store().root_uri
+        return self.store(folder).root_uri
 
 
 class LocalDatasetStorage(DatasetStorage):
@@ -127,12 +120,12 @@ class LocalDatasetStorage(DatasetStorage):
 
     root: str = field_for("NASA_ASSETS_LOCAL_DIR")
 
-    _store: LocalStore | None = PrivateAttr(default=None)
+    _stores: dict[str, LocalStore] = PrivateAttr(default_factory=dict)
 
-    def store(self) -> ObjectStore:
-        if self._store is None:
-            self._store = LocalStore(self.root)
-        return self._store
+    def store(self, folder: str = "") -> ObjectStore:
+        if folder not in self._stores:
+            self._stores[folder] = LocalStore(Path(self.root) / folder)
+        return self._stores[folder]
 
 
 # Each S3Resource.get_client() starts a new boto3 session that parses the S3 service model again
@@ -157,16 +150,19 @@ class S3DatasetStorage(DatasetStorage):
     bucket: str = Field(description="S3_BUCKET_NAME")
     prefix: str = field_for("S3_KEY_PREFIX")
 
-    _store: S3Store | None = PrivateAttr(default=None)
+    _stores: dict[str, S3Store] = PrivateAttr(default_factory=dict)
 
-    def store(self) -> ObjectStore:
-        if self._store is None:
-            self._store = S3Store(shared_s3_client(self.s3), self.bucket, self.prefix)
-        return self._store
+    def _prefix(self, folder: str) -> str:
+        return "/".join(p for p in (self.prefix.strip("/"), folder) if p)
 
-    def root_uri(self) -> str:
+    def store(self, folder: str = "") -> ObjectStore:
+        if folder not in self._stores:
+            self._stores[folder] = S3Store(shared_s3_client(self.s3), self.bucket, self._prefix(folder))
+        return self._stores[folder]
+
+    def root_uri(self, folder: str = "") -> str:
         # No client: creating one costs a few hundred ms of botocore set-up.
-        return s3_root_uri(self.bucket, self.prefix)
+        return s3_root_uri(self.bucket, self._prefix(folder))
 
 class CurationSettings(dg.ConfigurableResource):
     """Duplicate grouping of moon_dataset and the size of its WebDataset shards."""

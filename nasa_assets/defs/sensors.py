@@ -28,6 +28,8 @@ from nasa_assets.dataset.repair import (
     page_health,
     plan_repairs,
 )
+from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.defs.assets.pages import MOON, key_of
 from nasa_assets.defs.jobs import moon_images_job
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.defs.settings import repair_policy_from_env, total_hits_drop_share
@@ -36,8 +38,7 @@ from nasa_assets.nasa.errors import NasaApiError
 
 INTERVAL_VARIABLE = "NASA_SENSOR_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = SETTINGS[INTERVAL_VARIABLE].default
-SENSOR_NAME = "nasa_search_refresh"
-MOON_IMAGES = dg.AssetKey("moon_images")
+SENSOR_NAME = MOON.sensor
 # Newest runs of the job read per tick to find each page's last run: one bounded query.
 RUN_HISTORY = 500
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -48,14 +49,12 @@ def interval_seconds(env=os.environ) -> int:
     return SETTINGS[INTERVAL_VARIABLE].read(env)
 
 
-def _observe(
-    client, nasa: NasaApiResource, previous: RefreshState | None, drop_share: float
-) -> Decision:
+def _observe(client, query: str, previous: RefreshState | None, drop_share: float) -> Decision:
     """Fetch page 1 and the pages the decision needs (two requests when the total is unchanged)."""
-    first = client.search_page(nasa.query, 1, PAGE_SIZE)
+    first = client.search_page(query, 1, PAGE_SIZE)
     fetched = {1: item_ids(first.items)}
     for page in pages_to_check(previous, first.total_hits, fetched[1], drop_share):
-        fetched[page] = item_ids(client.search_page(nasa.query, page, PAGE_SIZE).items)
+        fetched[page] = item_ids(client.search_page(query, page, PAGE_SIZE).items)
     return decide(previous, first.total_hits, fetched, drop_share)
 
 
@@ -92,11 +91,15 @@ def _pages_of(tags) -> list[str]:
     return [k for k in PAGE_KEYS if start <= k <= end] if start and end else []
 
 
-def page_states(instance: dg.DagsterInstance, in_range: int) -> tuple[list[PageHealth], set[str]]:
-    """Each page's health, and the pages with a queued or running run: three queries in all."""
+def page_states(
+    instance: dg.DagsterInstance, in_range: int, spec: DatasetSpec = MOON
+) -> tuple[list[PageHealth], set[str]]:
+    """Each page's health (of `spec`'s dataset), and the pages with a queued or running run:
+    three queries in all."""
     busy: set[str] = set()
     last_runs: dict[str, LastRun] = {}
-    runs_filter = dg.RunsFilter(job_name=moon_images_job.name)
+    images_key = key_of(spec, "moon_images")
+    runs_filter = dg.RunsFilter(job_name=spec.images_job)
     for record in instance.get_run_records(filters=runs_filter, limit=RUN_HISTORY):  # newest first
         run = record.dagster_run
         if run.status not in FINISHED:
@@ -107,11 +110,11 @@ def page_states(instance: dg.DagsterInstance, in_range: int) -> tuple[list[PageH
             last_runs.setdefault(key, LastRun(run.run_id, run.status.value, ended))
 
     latest = instance.get_latest_storage_id_by_partition(
-        MOON_IMAGES, dg.DagsterEventType.ASSET_MATERIALIZATION
+        images_key, dg.DagsterEventType.ASSET_MATERIALIZATION
     )
     images: dict[str, LastImages] = {}
     if latest:
-        records_filter = dg.AssetRecordsFilter(asset_key=MOON_IMAGES, storage_ids=list(latest.values()))
+        records_filter = dg.AssetRecordsFilter(asset_key=images_key, storage_ids=list(latest.values()))
         for record in instance.fetch_materializations(records_filter, limit=len(latest)).records:
             failed = record.asset_materialization.metadata.get("failed")
             count = int(failed.value or 0) if isinstance(failed, dg.IntMetadataValue) else 0
@@ -123,10 +126,11 @@ def page_states(instance: dg.DagsterInstance, in_range: int) -> tuple[list[PageH
     return health, busy
 
 
-def _repair(context, decision: Decision, backoff, policy: RepairPolicy) -> RepairPlan | None:
+def _repair(context, decision: Decision, backoff, policy: RepairPolicy,
+            spec: DatasetSpec) -> RepairPlan | None:
     if policy.max_runs_per_tick <= 0:
         return None  # repairs turned off
-    health, busy = page_states(context.instance, last_page(decision.state.total_hits))
+    health, busy = page_states(context.instance, last_page(decision.state.total_hits), spec)
     return plan_repairs(health, busy, backoff, time.time(), policy, requested=decision.affected)
 
 
@@ -134,18 +138,22 @@ def refresh_sensor(
     interval: int = DEFAULT_INTERVAL_SECONDS,
     drop_share: float = DEFAULT_DROP_SHARE,
     policy: RepairPolicy = RepairPolicy(),
+    spec: DatasetSpec = MOON,
+    job=moon_images_job,
 ) -> dg.SensorDefinition:
-    """The refresh sensor with these settings (the project's comes from the environment)."""
+    """The refresh sensor of a dataset (`spec`, whose page job is `job`) with these settings (the
+    project's come from the environment): nasa_search_refresh for moon, `<name>_search_refresh`
+    for another dataset."""
 
     @dg.sensor(
-        name=SENSOR_NAME,
-        job=moon_images_job,
+        name=spec.sensor,
+        job=job,
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
     def nasa_search_refresh(context: dg.SensorEvaluationContext, nasa: NasaApiResource):
-        """Requests moon_images_job runs for the search pages whose results changed at NASA, and
-        for the pages that need repair.
+        """Requests runs of the dataset's page job (moon_images_job for moon) for the search pages
+        whose results changed at NASA, and for the pages that need repair.
 
         Each tick fetches search page 1 and one more page, and compares them with the cursor
         (versioned JSON: total_hits, and count + sha256 of the ordered nasa_ids of each page seen).
@@ -174,7 +182,7 @@ def refresh_sensor(
                 return dg.SensorResult(
                     skip_reason=f"NASA API request budget exhausted for {wait:.0f} s; cursor kept"
                 )
-            decision = _observe(client, nasa, previous, drop_share)
+            decision = _observe(client, spec.query or nasa.query, previous, drop_share)
         except (NasaApiError, requests.RequestException, OSError) as error:
             # The client's messages never carry the API key; cursor=None keeps the stored cursor.
             return dg.SensorResult(
@@ -187,7 +195,7 @@ def refresh_sensor(
         if decision.suspicious:  # a search answer not trusted yet: no run of any kind
             cursor = write_cursor(decision.state, backoff)
             return dg.SensorResult(skip_reason=decision.reason, cursor=cursor)
-        plan = _repair(context, decision, backoff, policy)
+        plan = _repair(context, decision, backoff, policy, spec)
         repairs = plan.runs if plan else []
         cursor = write_cursor(decision.state, plan.state if plan else {})
         run_requests = [

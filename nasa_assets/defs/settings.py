@@ -5,6 +5,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from nasa_assets.dataset.datasets import DatasetSpec, load_datasets
 from nasa_assets.dataset.pages import parse_page_range
 from nasa_assets.dataset.repair import RepairPolicy
 from nasa_assets.defs.io_manager import ParquetIOManager
@@ -136,3 +137,8 @@ def curation_from_env(env: Mapping[str, str]) -> CurationSettings:
         webdataset_max_shard_bytes=_value(env, "WEBDATASET_MAX_SHARD_BYTES"),
         webdataset_max_shard_samples=_value(env, "WEBDATASET_MAX_SHARD_SAMPLES"),
     )
+
+
+def datasets_from_env(env: Mapping[str, str]) -> tuple[DatasetSpec, ...]:
+    """moon, and the datasets NASA_DATASETS_FILE declares (nasa_assets/dataset/datasets.py)."""
+    return load_datasets((env.get("NASA_DATASETS_FILE") or "").strip() or None)

@@ -136,6 +136,10 @@ SETTINGS_LIST = (
     Setting("AWS_DEFAULT_REGION", None, "the bucket's region, when `AWS_REGION` is unset"),
     Setting("NASA_ASSETS_LOCAL_DIR", "data/moon_dataset", "local root when no bucket is set (relative "
             "to the working directory)"),
+    Setting("NASA_DATASETS_FILE", None, "a YAML file declaring datasets besides `moon`, each with its "
+            "own query, asset key prefix, jobs, sensor and folder `<root>/<name>/` (see [several "
+            "datasets](datasets-and-exports.md#several-datasets-one-definition-each)); relative to the "
+            "working directory; unset: `moon` alone"),
 )
 SETTINGS = {setting.name: setting for setting in SETTINGS_LIST}
 

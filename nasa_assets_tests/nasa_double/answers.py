@@ -76,6 +76,18 @@ class Answers:
                 if isinstance(nasa_id, str):
                     self._known[nasa_id] = record
 
+    def add_query(self, q: str, total_hits: int) -> list[str]:
+        """Serve ``total_hits`` synthetic items of their own to searches whose ``q`` is exactly
+        ``q`` (ids ``<Q>-nnnnn``, e.g. ``MARS-00000``); any other ``q`` keeps the main corpus.
+        Their files are served like any other item's. Returns the new ids in search order."""
+        tag = "".join(c for c in q.upper() if c.isalnum()) or "Q"
+        with self._lock:
+            records = [self._synthetic(f"{tag}-{i:05d}", i, salt=f"query:{q}") for i in range(total_hits)]
+            self._queries[q] = records
+            for record in records:
+                self._known[record["nasa_id"]] = record
+        return [r["nasa_id"] for r in records]
+
     def set_collection(self, nasa_id: str, body: Any) -> None:
         """Serve ``body`` (any JSON value, verbatim) as ``nasa_id``'s collection.json."""
         with self._lock:
@@ -174,7 +186,8 @@ class Answers:
             return 400, {"reason": CAP_REASON}
         media_types = [m.strip() for m in args.get("media_type", "image").split(",")]
         with self._lock:
-            records = list(self._records) if "image" in media_types else []
+            corpus = self._queries.get(args.get("q"), self._records)
+            records = list(corpus) if "image" in media_types else []
         start = (page - 1) * page_size
         collection: dict = {
             "version": "1.0",

@@ -47,6 +47,7 @@ class NasaDouble(Answers):
         self._known: dict[str, dict] = {}
         self._inserted = 0
         self._collections: dict[str, list] = {}
+        self._queries: dict[str, list[dict]] = {}  # q -> a corpus of its own (add_query)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()

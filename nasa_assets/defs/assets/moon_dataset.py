@@ -10,6 +10,7 @@ from nasa_assets.dataset.consolidate import (
     known_phashes,
     published_table,
 )
+from nasa_assets.dataset.datasets import DatasetSpec, parse_split_fractions
 from nasa_assets.dataset.keys import CARD_KEY
 from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.pages import MAX_PAGES, page_ranges
@@ -26,12 +27,14 @@ from nasa_assets.defs.assets.moon_dataset_checks import (
     check_unique,
     check_uris,
 )
-from nasa_assets.defs.io_manager import table_path
+from nasa_assets.defs.assets.pages import MOON, asset_options, key_of
+from nasa_assets.defs.io_manager import dataset_store, table_path
 from nasa_assets.defs.resources import (
     CurationSettings,
     DatasetSettings,
     DatasetStorage,
     NasaApiResource,
+    resolved,
 )
 from nasa_assets.storage import ObjectStore
 
@@ -124,49 +127,63 @@ def _metadata(summary: Summary, manifest: pd.DataFrame, stats: dict, included: l
     }
 
 
-@dg.asset(
-    group_name="moon_dataset",
-    kinds={"python", "parquet"},
-    ins={
-        "moon_images": dg.AssetIn(metadata={"allow_missing_partitions": True}),
-        "sampled_manifest": dg.AssetIn(metadata={"allow_missing_partitions": True}),
-    },
-    automation_condition=AUTOMATION,
-    # A refused shrink publishes nothing: no Output, so the IO manager keeps the old table.
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec(SHRINK_WITHIN_LIMIT, asset="moon_dataset", blocking=True,
-                          description="The table has at most MAX_DATASET_SHRINK fewer rows than the "
-                          "published one; otherwise the published table and card are kept."),
-        dg.AssetCheckSpec(NO_GROUP_ACROSS_SPLITS, asset="moon_dataset", blocking=True,
-                          description="Every duplicate group (exact or near copies of one picture) "
-                          "lies in one split; otherwise the published table and card are kept."),
-        dg.AssetCheckSpec(UNIQUE_NASA_ID, asset="moon_dataset",
-                          description="nasa_id is present and unique."),
-        dg.AssetCheckSpec(URIS_EXIST, asset="moon_dataset",
-                          description="Every image_key exists in storage with its recorded size."),
-        dg.AssetCheckSpec(SHA256_SAMPLE, asset="moon_dataset",
-                          description="The sha256 of a seeded random sample of images matches."),
-    ],
-)
-def moon_dataset(
-    context: dg.AssetExecutionContext,
-    config: MoonDatasetConfig,
-    moon_images,
-    sampled_manifest,
-    nasa: NasaApiResource,
-    settings: DatasetSettings,
-    storage: DatasetStorage,
-    curation: CurationSettings,
-):
-    """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
-    metadata, a caption, a perceptual hash and a duplicate group, and a train/validation/test
-    split drawn per duplicate group; moon_dataset_card describes it in README.md.
+def moon_dataset_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
+    """moon_dataset of one dataset: its consolidated table and the checks that gate it."""
 
-    Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
-    by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
-    store = storage.store()
-    fractions = settings.splits()
+    def check(name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(name, asset=key_of(spec, "moon_dataset"), blocking=blocking,
+                                 description=description)
+
+    @dg.asset(
+        **asset_options(spec),
+        kinds={"python", "parquet"},
+        ins={
+            "moon_images": dg.AssetIn(key=key_of(spec, "moon_images"),
+                                      metadata={"allow_missing_partitions": True}),
+            "sampled_manifest": dg.AssetIn(key=key_of(spec, "sampled_manifest"),
+                                           metadata={"allow_missing_partitions": True}),
+        },
+        automation_condition=AUTOMATION,
+        # A refused shrink publishes nothing: no Output, so the IO manager keeps the old table.
+        output_required=False,
+        check_specs=[
+            check(SHRINK_WITHIN_LIMIT, "The table has at most MAX_DATASET_SHRINK fewer rows than the "
+                  "published one; otherwise the published table and card are kept.", blocking=True),
+            check(NO_GROUP_ACROSS_SPLITS, "Every duplicate group (exact or near copies of one picture) "
+                  "lies in one split; otherwise the published table and card are kept.", blocking=True),
+            check(UNIQUE_NASA_ID, "nasa_id is present and unique."),
+            check(URIS_EXIST, "Every image_key exists in storage with its recorded size."),
+            check(SHA256_SAMPLE, "The sha256 of a seeded random sample of images matches."),
+        ],
+    )
+    def moon_dataset(
+        context: dg.AssetExecutionContext,
+        config: MoonDatasetConfig,
+        moon_images,
+        sampled_manifest,
+        nasa: NasaApiResource,
+        settings: DatasetSettings,
+        storage: DatasetStorage,
+        curation: CurationSettings,
+    ):
+        """All stored images of the pages materialized so far, one row per nasa_id, with NASA's
+        metadata, a caption, a perceptual hash and a duplicate group, and a train/validation/test
+        split drawn per duplicate group; moon_dataset_card describes it in README.md.
+
+        Pages not materialized yet are skipped and counted (pages_missing). A table that would shrink
+        by more than MAX_DATASET_SHRINK is not published unless the run config says accept_shrink."""
+        ds = resolved(spec, nasa, settings)
+        yield from consolidate(context, config, moon_images, sampled_manifest, settings, storage,
+                               curation, ds)
+
+    return moon_dataset
+
+
+def consolidate(context: dg.AssetExecutionContext, config: MoonDatasetConfig, moon_images,
+                sampled_manifest, settings: DatasetSettings, storage: DatasetStorage,
+                curation: CurationSettings, ds: DatasetSpec):
+    store = dataset_store(storage, context.asset_key)
+    fractions = parse_split_fractions(ds.split_fractions)
     images, manifests = moon_images, sampled_manifest  # {page: table} of the pages materialized
     sizes = store.sizes("images/")  # one listing, not a request per image
     manifest, stats = build_manifest(images, manifests, fractions, sizes)
@@ -200,3 +217,6 @@ def moon_dataset(
         return
     yield dg.Output(manifest, metadata=_metadata(summary, manifest, stats, included, store, dups, table))
     yield from checks
+
+
+moon_dataset = moon_dataset_asset()

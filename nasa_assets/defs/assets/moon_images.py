@@ -8,9 +8,10 @@ from nasa_assets.dataset.downloader import Downloader
 from nasa_assets.dataset.imaging import sha256_of
 from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.sampling import seeded_sample
-from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
+from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.defs.assets.pages import MOON, key_of, page_asset_options, page_output
 from nasa_assets.defs.assets.sampled_manifest import MANIFEST_VALID
-from nasa_assets.defs.io_manager import table_path
+from nasa_assets.defs.io_manager import dataset_store, table_path
 from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
 from nasa_assets.nasa.urls import url_block_reason
 from nasa_assets.storage import LocalStore, ObjectStore
@@ -56,30 +57,41 @@ def refused_pages(instance: dg.DagsterInstance, manifest_key: dg.AssetKey, pages
     return refused
 
 
-@dg.asset(
-    **PAGE_ASSET_OPTIONS,
-    kinds={"python", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            IMAGES_COMPLETE, asset="moon_images",
-            description="Every manifest row is stored or failed with a reason, stored objects exist "
-            "with their recorded size (sha256 re-read for a sample of those written by the run), "
-            "failures within budget.",
-        )
-    ],
-)
-def moon_images(
-    context: dg.AssetExecutionContext,
-    sampled_manifest,
-    nasa: NasaApiResource,
-    settings: DatasetSettings,
-    storage: DatasetStorage,
-):
-    """The page's images, streamed from NASA's file host into `images/` of the dataset root,
-    one row each.
+def moon_images_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
+    """moon_images of one dataset, into `images/` of the dataset's root."""
 
-    Images already in storage are not downloaded again (status already_stored). A page whose
-    latest manifest did not pass manifest_valid is refused, also in a run of moon_images alone."""
+    @dg.asset(
+        **page_asset_options(spec),
+        kinds={"python", "parquet"},
+        ins={"sampled_manifest": dg.AssetIn(key=key_of(spec, "sampled_manifest"))},
+        check_specs=[
+            dg.AssetCheckSpec(
+                IMAGES_COMPLETE, asset=key_of(spec, "moon_images"),
+                description="Every manifest row is stored or failed with a reason, stored objects exist "
+                "with their recorded size (sha256 re-read for a sample of those written by the run), "
+                "failures within budget.",
+            )
+        ],
+    )
+    def moon_images(
+        context: dg.AssetExecutionContext,
+        sampled_manifest,
+        nasa: NasaApiResource,
+        settings: DatasetSettings,
+        storage: DatasetStorage,
+    ):
+        """The page's images, streamed from NASA's file host into `images/` of the dataset root,
+        one row each.
+
+        Images already in storage are not downloaded again (status already_stored). A page whose
+        latest manifest did not pass manifest_valid is refused, also in a run of moon_images alone."""
+        yield from download_pages(context, sampled_manifest, nasa, settings, storage)
+
+    return moon_images
+
+
+def download_pages(context: dg.AssetExecutionContext, sampled_manifest, nasa: NasaApiResource,
+                   settings: DatasetSettings, storage: DatasetStorage):
     manifests = sampled_manifest
     manifest_key = context.asset_key_for_input("sampled_manifest")
     refused = refused_pages(context.instance, manifest_key, manifests)
@@ -91,7 +103,7 @@ def moon_images(
             + ". Fix the cause, then materialize sampled_manifest for these pages again.",
             metadata={"refused_pages": refused},
         )
-    store = storage.store()
+    store = dataset_store(storage, context.asset_key)
     if isinstance(store, LocalStore) and (removed := store.remove_orphans()):
         context.log.info(f"removed {removed} temporary files left by killed runs")
     downloader = Downloader(nasa.client(), store, max_image_bytes=settings.max_image_bytes,
@@ -111,6 +123,9 @@ def moon_images(
         "preview": dg.MetadataValue.md(_preview(combined, _thumbnails(manifests, nasa.hosts()))),
     })
     yield check
+
+
+moon_images = moon_images_asset()
 
 
 def _counts(frame: pd.DataFrame) -> dict[str, int]:

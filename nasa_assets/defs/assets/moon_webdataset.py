@@ -14,7 +14,9 @@ from nasa_assets.dataset.webdataset_export import (
     read_index,
     write_webdataset,
 )
-from nasa_assets.defs.io_manager import sibling, table_path
+from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.defs.assets.pages import MOON, asset_options, key_of
+from nasa_assets.defs.io_manager import dataset_store, sibling, table_path
 from nasa_assets.defs.resources import CurationSettings, DatasetStorage
 from nasa_assets.storage import ObjectStore
 
@@ -53,23 +55,33 @@ def _metadata(index: dict, store: ObjectStore) -> dict:
     }
 
 
-@dg.asset(
-    group_name="moon_dataset",
-    kinds={"python"},
-    deps=["moon_dataset"],
-    # Rebuilt after each moon_dataset build; the asset itself skips the work when the manifest's
-    # bytes did not change.
-    automation_condition=dg.AutomationCondition.eager(),
-)
-def moon_webdataset(
-    context: dg.AssetExecutionContext, storage: DatasetStorage, curation: CurationSettings
-) -> dg.MaterializeResult:
-    """moon_dataset as WebDataset tar shards per split (<root>/webdataset/<split>/<split>-NNNNNN.tar,
-    each sample <key>.jpg + <key>.json) and <root>/webdataset/index.json.
+def moon_webdataset_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
+    """moon_webdataset of one dataset: `webdataset/` of the dataset's root."""
 
-    Rebuilt only when moon_dataset.parquet (or the shard bounds) changed; otherwise the run
-    records `rebuilt: false` and writes nothing."""
-    store = storage.store()
+    @dg.asset(
+        **asset_options(spec),
+        kinds={"python"},
+        deps=[key_of(spec, "moon_dataset")],
+        # Rebuilt after each moon_dataset build; the asset itself skips the work when the manifest's
+        # bytes did not change.
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def moon_webdataset(
+        context: dg.AssetExecutionContext, storage: DatasetStorage, curation: CurationSettings
+    ) -> dg.MaterializeResult:
+        """moon_dataset as WebDataset tar shards per split (<root>/webdataset/<split>/<split>-NNNNNN.tar,
+        each sample <key>.jpg + <key>.json) and <root>/webdataset/index.json.
+
+        Rebuilt only when moon_dataset.parquet (or the shard bounds) changed; otherwise the run
+        records `rebuilt: false` and writes nothing."""
+        return export(context, storage, curation)
+
+    return moon_webdataset
+
+
+def export(context: dg.AssetExecutionContext, storage: DatasetStorage,
+           curation: CurationSettings) -> dg.MaterializeResult:
+    store = dataset_store(storage, context.asset_key)
     table = table_path(sibling(context.asset_key, "moon_dataset"))
     try:
         # One read: the version recorded is that of the very table exported, even when
@@ -98,3 +110,6 @@ def moon_webdataset(
                             f"storage): {index['skipped'][:3]}")
     return dg.MaterializeResult(metadata={"rebuilt": True, "reason": reason,
                                           "duration_seconds": duration, **_metadata(index, store)})
+
+
+moon_webdataset = moon_webdataset_asset()

@@ -5,9 +5,10 @@ import pandas as pd
 
 from nasa_assets.dataset import manifest, markdown, tables
 from nasa_assets.dataset.validation import manifest_problems, rejection_budget
-from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
-from nasa_assets.defs.io_manager import sibling, table_path
-from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource
+from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.defs.assets.pages import MOON, key_of, page_asset_options, page_output
+from nasa_assets.defs.io_manager import dataset_store, sibling, table_path
+from nasa_assets.defs.resources import DatasetSettings, DatasetStorage, NasaApiResource, resolved
 from nasa_assets.nasa.errors import FetchError
 
 MANIFEST_VALID = "manifest_valid"
@@ -67,39 +68,51 @@ def _resolve_renditions(
     return list(pool.map(resolve, rows))
 
 
-@dg.asset(
-    **PAGE_ASSET_OPTIONS,
-    kinds={"python", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            MANIFEST_VALID, asset="sampled_manifest", blocking=True,
-            description="Rows hold the manifest invariants and few enough items were rejected; "
-            "blocks image downloads for the page otherwise.",
-        )
-    ],
-)
-def sampled_manifest(
-    context: dg.AssetExecutionContext,
-    search_results,
-    nasa: NasaApiResource,
-    settings: DatasetSettings,
-    storage: DatasetStorage,
-):
-    """The sampled, valid items of a page with the image rendition chosen for each.
+def sampled_manifest_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
+    """sampled_manifest of one dataset, with its blocking check."""
 
-    Rejected items are kept with their reason in `rejected/<page>.parquet` of the dataset root."""
-    client, store = nasa.client(), storage.store()
+    @dg.asset(
+        **page_asset_options(spec),
+        kinds={"python", "parquet"},
+        ins={"search_results": dg.AssetIn(key=key_of(spec, "search_results"))},
+        check_specs=[
+            dg.AssetCheckSpec(
+                MANIFEST_VALID, asset=key_of(spec, "sampled_manifest"), blocking=True,
+                description="Rows hold the manifest invariants and few enough items were rejected; "
+                "blocks image downloads for the page otherwise.",
+            )
+        ],
+    )
+    def sampled_manifest(
+        context: dg.AssetExecutionContext,
+        search_results,
+        nasa: NasaApiResource,
+        settings: DatasetSettings,
+        storage: DatasetStorage,
+    ):
+        """The sampled, valid items of a page with the image rendition chosen for each.
+
+        Rejected items are kept with their reason in `rejected/<page>.parquet` of the dataset root."""
+        ds = resolved(spec, nasa, settings)
+        yield from sample_pages(context, search_results, nasa, settings, storage, ds)
+
+    return sampled_manifest
+
+
+def sample_pages(context: dg.AssetExecutionContext, search_results, nasa: NasaApiResource,
+                 settings: DatasetSettings, storage: DatasetStorage, ds: DatasetSpec):
+    client, store = nasa.client(), dataset_store(storage, context.asset_key)
     breaker = client.new_breaker()  # one per step: an outage stops all of its look-ups
     allowed = nasa.hosts()
     pages = {key: tables.records(results) for key, results in search_results.items()}
     rejected_key = sibling(context.asset_key, "rejected")
     screened = {key: manifest.screen(rows) for key, rows in pages.items()}
-    sampled = {key: manifest.sample(valid, settings.sampling_factor) for key, (valid, _) in screened.items()}
+    sampled = {key: manifest.sample(valid, ds.sampling_factor) for key, (valid, _) in screened.items()}
     # One pool for all pages of the run, so look-ups of a page range have no tail per page.
     with ThreadPoolExecutor(max_workers=settings.download_concurrency) as pool:
         earlier, forgotten = _earlier_choices(pool, store, context.asset_key, list(pages))
         resolved = iter(_resolve_renditions(
-            pool, client, [row for rows in sampled.values() for row in rows], earlier, settings.rendition,
+            pool, client, [row for rows in sampled.values() for row in rows], earlier, ds.rendition,
             breaker,
         ))
     frames, per_page, all_rejected, looked_up = {}, {}, [], 0
@@ -110,7 +123,7 @@ def sampled_manifest(
             row, renditions, failure, fetched = next(resolved)
             looked_up += fetched
             entry, reason = (None, failure) if failure else manifest.attach_image(
-                row, renditions, settings.rendition, allowed
+                row, renditions, ds.rendition, allowed
             )
             if entry:
                 kept.append(entry)
@@ -143,7 +156,7 @@ def sampled_manifest(
             # Items whose text the parser cleaned (control characters removed, over-long text cut).
             "normalised": manifest.normalisation_counts([r for rows in pages.values() for r in rows]),
             "pages_in_run": per_page,
-            "sampling_factor": settings.sampling_factor,
+            "sampling_factor": ds.sampling_factor,
             "collection_lookups": looked_up,
             "gone_urls_not_reused": forgotten,
             **breaker.metadata(),
@@ -163,6 +176,9 @@ def sampled_manifest(
             ],
         },
     )
+
+
+sampled_manifest = sampled_manifest_asset()
 
 
 def _preview(frame: pd.DataFrame, limit: int = 5) -> str:

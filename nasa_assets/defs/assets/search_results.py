@@ -2,7 +2,8 @@ import dagster as dg
 
 from nasa_assets.dataset import tables
 from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
-from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
+from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.defs.assets.pages import MOON, page_asset_options, page_output
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
 
@@ -27,28 +28,42 @@ def fetch_checked_page(client, query: str, key: str, log, run_pages: int = 1) ->
     )
 
 
-@dg.asset(
-    **PAGE_ASSET_OPTIONS,
-    pool="nasa_api",
-    kinds={"python", "parquet"},
-)
-def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
-    """Every item of one search page (100 per page), parsed into columns, with its raw JSON.
+def search_results_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
+    """search_results of one dataset; every dataset's search steps share the `nasa_api` pool."""
 
-    A page past the last hit is an empty table, not an error. A page inside the hit range that
-    answers fewer items than the hits imply fails the run and leaves the stored tables as they were."""
+    @dg.asset(
+        **page_asset_options(spec),
+        pool="nasa_api",
+        kinds={"python", "parquet"},
+    )
+    def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
+        """Every item of one search page (100 per page), parsed into columns, with its raw JSON.
+
+        A page past the last hit is an empty table, not an error. A page inside the hit range that
+        answers fewer items than the hits imply fails the run and leaves the stored tables as they were."""
+        return fetch_search_pages(context, nasa, spec.query or nasa.query)
+
+    return search_results
+
+
+def fetch_search_pages(
+    context: dg.AssetExecutionContext, nasa: NasaApiResource, query: str
+) -> dg.Output:
     client = nasa.client()
     frames, per_page = {}, {}
     for key in context.partition_keys:
-        page = fetch_checked_page(client, nasa.query, key, context.log, len(context.partition_keys))
+        page = fetch_checked_page(client, query, key, context.log, len(context.partition_keys))
         rows = parse_items(page.items, page_number(key))
         frames[key] = tables.frame("search_results", rows)
         # Past the API's cap the answer carries no total: None, not a made-up number.
         per_page[key] = {"row_count": len(rows), "total_hits": None if page.exhausted else page.total_hits}
         context.log.info(f"page {key}: {len(rows)} items (total_hits {page.total_hits})")
     return page_output(context, frames, per_page, {
-        "query": nasa.query,
+        "query": query,
         "pages_in_run": list(frames),
         "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
         "api_requests": client.api_requests,
     })
+
+
+search_results = search_results_asset()
