@@ -127,8 +127,14 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     assert set(moon_table["rendition"]) == {"large"} and set(mars_table["rendition"]) == {"medium"}
     assert all(k.startswith("images/MARS-") for k in mars_table["image_key"])
     assert not any(k.startswith("images/MARS-") for k in moon_table["image_key"])
-    assert "| query | `mars` |" in reader.get("mars/README.md").decode()
-    assert "| query | `moon` |" in reader.get("README.md").decode()
+    mars_card, moon_card = reader.get("mars/README.md").decode(), reader.get("README.md").decode()
+    assert "| query | `mars` |" in mars_card and "| query | `moon` |" in moon_card
+    # Each card names its dataset and where its settings came from.
+    assert mars_card.startswith("# mars: ") and moon_card.startswith("# Synthetic images ")
+    assert "(sampling_factor of `mars` in NASA_DATASETS_FILE)" in mars_card
+    assert "medium requested (rendition of `mars` in NASA_DATASETS_FILE)" in mars_card
+    assert "Changing DATASET_SPLIT_FRACTIONS" in mars_card  # not in its entry: the environment's
+    assert "large requested (NASA_IMAGE_RENDITION)" in moon_card
 
     # A rebuild of mars's dataset from a second page touches none of moon's objects.
     moon_bytes = _snapshot(reader, moon_before)
