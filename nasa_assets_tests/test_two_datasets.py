@@ -171,3 +171,36 @@ def test_the_sensor_of_a_dataset_searches_its_query_for_its_own_job(tmp_path, na
     assert [r.partition_key for r in result.run_requests] == ["0001", "0002"]
     searches = [path for kind, path in nasa_double.requests if kind == "search"]
     assert searches and all("q=mars" in path for path in searches)
+
+
+def test_each_sensor_repairs_the_runs_of_its_own_job_only(tmp_path, nasa_double):
+    """moon's page 0001 and mars's page 0002 failed last (after the other pages succeeded): each
+    sensor asks to repair its own failed page, not the other dataset's newer run of that page."""
+    nasa_double.add_query("mars", 130)
+    env = local_env(nasa_double, tmp_path / "dataset", NASA_MAX_RETRIES="0",
+                    SEARCH_RESULT_SAMPLING_FACTOR="10", NASA_REPAIR_BACKOFF_SECONDS="0")
+    defs = two_datasets(env, tmp_path)
+    sensors = ("nasa_search_refresh", "mars_search_refresh")
+    with dg.instance_for_test() as instance:
+
+        def tick(sensor: str, cursor: str | None = None) -> dg.SensorResult:
+            with dg.build_sensor_context(cursor=cursor, resources={"nasa": defs.resources["nasa"]},
+                                         definitions=defs, instance=instance) as context:
+                return defs.resolve_sensor_def(sensor)(context)
+
+        def run(job: str, page: str) -> str:
+            return defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=page, raise_on_error=False).dagster_run.status.value
+
+        cursors = {sensor: tick(sensor).cursor for sensor in sensors}  # no page changes from here
+        assert [run("moon_images_job", p) for p in ("0002", "0003")] == ["SUCCESS"] * 2
+        assert run("mars_images_job", "0001") == "SUCCESS"
+        nasa_double.faults = {"always": {"search": "500"}}
+        assert [run("moon_images_job", "0001"), run("mars_images_job", "0002")] == ["FAILURE"] * 2
+        nasa_double.faults = {}
+
+        repairs = {sensor: {r.partition_key: r.tags["nasa/repair"]
+                            for r in tick(sensor, cursors[sensor]).run_requests}
+                   for sensor in sensors}
+    assert repairs == {"nasa_search_refresh": {"0001": "last run FAILURE"},
+                       "mars_search_refresh": {"0002": "last run FAILURE"}}
