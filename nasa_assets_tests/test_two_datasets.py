@@ -143,6 +143,16 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     assert len(read_table(reader.get("mars/moon_dataset.parquet"))) > len(mars_table)
     assert _layout(reader) == moon_before and _snapshot(reader, moon_before) == moon_bytes
 
+    # mars's entry removed from the datasets file: moon's runs leave mars's folder as it was.
+    mars_keys = reader.keys() - moon_before
+    mars_bytes = _snapshot(reader, mars_keys)
+    moon_alone = definitions_from_env(env)
+    for job, page in (("moon_images_job", "0002"), ("moon_dataset_job", None)):
+        assert moon_alone.resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=page).success, job
+    assert _snapshot(reader, mars_keys) == mars_bytes
+    assert reader.keys() == _layout(reader) | mars_keys
+
 
 def test_one_search_budget_for_every_dataset(tmp_path, nasa_double):
     """moon's page run spends the process's only search request of the hour: mars's sensor, in
