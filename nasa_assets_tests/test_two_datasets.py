@@ -40,6 +40,8 @@ def test_two_datasets_have_their_own_keys_groups_jobs_and_sensors(tmp_path):
         "moon_dataset_job": {"moon_dataset", "moon_dataset_card", "moon_webdataset"},
         "mars_dataset_job": {"mars__moon_dataset", "mars__moon_dataset_card", "mars__moon_webdataset"},
     }
+    assert defs.resolve_job_def("mars_dataset_job").description.startswith("Rebuild mars/moon_dataset ")
+    assert defs.resolve_job_def("moon_dataset_job").description.startswith("Rebuild moon_dataset ")
     sensors = {s.name: s for s in defs.sensors}
     assert {name: (s.job_name, s.default_status) for name, s in sensors.items()} == {
         "nasa_search_refresh": ("moon_images_job", dg.DefaultSensorStatus.STOPPED),
