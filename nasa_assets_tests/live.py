@@ -50,7 +50,7 @@ RUNS_QUERY = """
 query Runs($filter: RunsFilter) {
   runsOrError(filter: $filter) {
     __typename
-    ... on Runs { results { runId status tags { key value } } }
+    ... on Runs { results { runId jobName status tags { key value } } }
     ... on PythonError { message }
   }
 }
@@ -144,7 +144,7 @@ class LiveDagster:
         result = self.graphql(RUNS_QUERY, {"filter": run_filter})["runsOrError"]
         assert result["__typename"] == "Runs", result
         return [
-            {"run_id": r["runId"], "status": r["status"],
+            {"run_id": r["runId"], "job": r["jobName"], "status": r["status"],
              "tags": {t["key"]: t["value"] for t in r["tags"]}}
             for r in result["results"]
         ]
@@ -190,23 +190,27 @@ class LiveDagster:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
         return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
-    def table(self, name: str, page: str) -> pd.DataFrame:
-        body = self.s3.get_object(Bucket=self.bucket, Key=f"{PREFIX}/{name}/{page}.parquet")["Body"]
+    def table(self, name: str, page: str, dataset: str = "") -> pd.DataFrame:
+        """A page table of moon (or of `dataset`, in its folder)."""
+        root = "/".join(filter(None, [PREFIX, dataset]))
+        body = self.s3.get_object(Bucket=self.bucket, Key=f"{root}/{name}/{page}.parquet")["Body"]
         return pd.read_parquet(io.BytesIO(body.read()))
 
-    def assert_page_stored(self, page: str) -> pd.DataFrame:
-        """The page's tables are in the bucket, and every image its moon_images table lists."""
+    def assert_page_stored(self, page: str, dataset: str = "") -> pd.DataFrame:
+        """The page's tables are in the bucket, and every image its moon_images table lists; of
+        moon, or of `dataset` (a name of NASA_DATASETS_FILE) in its folder."""
+        root = "/".join(filter(None, [PREFIX, dataset]))
         keys = self.keys()
         for name in ("search_results", "sampled_manifest", "moon_images", "rejected"):
-            assert f"{PREFIX}/{name}/{page}.parquet" in keys, sorted(keys)[:20]
-        images = self.table("moon_images", page)
+            assert f"{root}/{name}/{page}.parquet" in keys, sorted(keys)[:20]
+        images = self.table("moon_images", page, dataset)
         statuses = set(images["status"])
         assert statuses <= {"stored", "already_stored"}, images[["nasa_id", "status", "error"]]
-        sizes = {o: self.s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{o}")["ContentLength"]
+        sizes = {o: self.s3.head_object(Bucket=self.bucket, Key=f"{root}/{o}")["ContentLength"]
                  for o in images["image_key"]}
         assert sizes == dict(zip(images["image_key"], images["bytes"]))
         for uri, key in zip(images["image_uri"], images["image_key"]):
-            assert uri == f"s3://{self.bucket}/{PREFIX}/{key}"
+            assert uri == f"s3://{self.bucket}/{root}/{key}"
         return images
 
 

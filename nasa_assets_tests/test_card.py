@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from nasa_assets.dataset.card import NASA_GUIDELINES_URL, CardFacts, render_card, source_of
+from nasa_assets.dataset.card import NASA_GUIDELINES_URL, CardFacts, render_card
+from nasa_assets.dataset.card_source import source_of
 from nasa_assets.dataset.columns import COLUMN_MEANINGS, type_name
 from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.summary import human_bytes, summarize
@@ -177,3 +178,22 @@ def test_markdown_tables_escape_every_cell_one_way():
     assert table(["", ""], [["x", 1]]) == ["| | |", "|---|---|", "| x | 1 |"]
     assert table(["name", "n"], [[cell("A|B"), 2]], align="lr") == [
         "| name | n |", "|---|---:|", "| A\\|B | 2 |"]
+
+
+def test_the_card_of_another_dataset_names_it_and_its_own_settings():
+    own = _facts(dataset="mars", query="mars", sampling_factor=2, rendition="medium",
+                 from_file=frozenset({"sampling_factor", "rendition"}))
+    card = render_card(summarize(TABLE, ["train", "validation", "test"]), own)
+    assert card.startswith("# mars: images from the NASA Image and Video Library\n")
+    assert "for the query `mars`" in card and "| query | `mars` |" in card
+    assert "| sampling | about 1 item in 2, chosen by a hash of nasa_id (sampling_factor of `mars` in " \
+           "NASA_DATASETS_FILE) |" in card
+    assert "| rendition | medium requested (rendition of `mars` in NASA_DATASETS_FILE);" in card
+    # Its splits come from the environment: the card names the variable.
+    assert "Changing DATASET_SPLIT_FRACTIONS moves" in card
+    assert "SEARCH_RESULT_SAMPLING_FACTOR" not in card and "NASA_IMAGE_RENDITION" not in card
+    assert "Moon" not in card
+
+    moon = render_card(summarize(TABLE, ["train", "validation", "test"]), _facts(sampling_factor=2))
+    assert moon.startswith("# Moon images from the NASA Image and Video Library\n")
+    assert "(SEARCH_RESULT_SAMPLING_FACTOR=2)" in moon and "(NASA_IMAGE_RENDITION)" in moon

@@ -82,6 +82,24 @@ def test_module_run_names_a_bad_datasets_file_or_dataset_without_a_traceback(tmp
     assert nasa_double.counts["search"] == 0
 
 
+def test_a_bad_datasets_file_stops_the_code_location_with_the_file_and_entry_first(tmp_path, nasa_double):
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  - {name: mars, qeury: mars}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "nasa_assets.definitions"],
+        cwd=tmp_path, env={**_env(nasa_double, tmp_path / "d"), "NASA_DATASETS_FILE": "datasets.yaml"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    failed = next(i for i, line in enumerate(lines) if "Validation failed for code location" in line)
+    # Dagster's own traceback follows; the first line of the error says what to fix, and where.
+    assert lines[failed + 1] == (
+        "nasa_assets.dataset.datasets.DatasetsFileError: NASA_DATASETS_FILE datasets.yaml: entry 1 "
+        "(mars): unknown key 'qeury' (allowed: name, query, sampling_factor, rendition, split_fractions)"
+    )
+    assert nasa_double.counts["search"] == 0
+
+
 def test_module_run_rejects_bad_pages_without_a_traceback(tmp_path, nasa_double):
     proc = subprocess.run(
         [sys.executable, "-m", "nasa_assets", "run", "--pages", "0-300"],

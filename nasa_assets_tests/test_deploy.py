@@ -23,6 +23,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from nasa_assets.dataset.datasets import load_datasets
 from nasa_assets.defs.settings_spec import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -438,3 +439,37 @@ def test_helm_settings_file_holds_settings_and_no_secrets():
     unknown = set(settings) - set(SETTINGS) - compute_log_vars
     assert not unknown, unknown
     assert "S3_BUCKET_NAME" in settings and "DAGSTER_COMPUTE_LOGS_BUCKET" in settings
+
+
+# -- the datasets file -------------------------------------------------------------------------
+
+HELM_DATASETS = DEPLOY / "helm" / "datasets.yaml"
+
+
+def test_helm_mounts_the_datasets_file_where_nasa_datasets_file_points():
+    (deployment,) = _helm()["dagster-user-deployments"]["deployments"]
+    (volume,) = deployment["volumes"]
+    (mount,) = deployment["volumeMounts"]
+    config_map = volume["configMap"]
+    (item,) = config_map["items"]
+    assert (mount["name"], mount["readOnly"]) == (volume["name"], True)
+    # The code server and, through includeConfigInLaunchedRuns, every run pod read the same path.
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    path = f"{mount['mountPath']}/{item['path']}"
+    assert _env_file()["NASA_DATASETS_FILE"] == path
+    # The documented command creates that ConfigMap, with that key, from the shipped file.
+    command = (f"kubectl -n dagster create configmap {config_map['name']} "
+               f"--from-file={item['key']}={HELM_DATASETS.relative_to(ROOT)}")
+    assert command in (ROOT / "docs" / "production.md").read_text()
+    assert command.split(" ", 3)[3] in HELM_DATASETS.read_text()
+    # ECS and single-host instructions use the same path.
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"COPY datasets.yaml {path}" in readme
+    assert f"ENV NASA_DATASETS_FILE={path}" in readme
+    assert f'-v "$PWD/datasets.yaml:{path}:ro"' in readme
+    assert f"-e NASA_DATASETS_FILE={path}" in readme
+
+
+def test_the_shipped_helm_datasets_file_loads_as_moon_alone():
+    # (datasets.example.yaml is checked by test_datasets_file.py.)
+    assert [s.name for s in load_datasets(str(HELM_DATASETS))] == ["moon"]

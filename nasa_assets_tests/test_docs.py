@@ -128,7 +128,8 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 # Deliberate deployment values in the Helm env file, different from the code's default.
-HELM_VALUES = {"AWS_DEFAULT_REGION": "us-east-1"}
+HELM_VALUES = {"AWS_DEFAULT_REGION": "us-east-1",
+               "NASA_DATASETS_FILE": "/opt/dagster/datasets/datasets.yaml"}
 
 
 @pytest.mark.parametrize("path", [".env.example", "deploy/helm/nasa-assets.env"])

@@ -40,6 +40,8 @@ def test_two_datasets_have_their_own_keys_groups_jobs_and_sensors(tmp_path):
         "moon_dataset_job": {"moon_dataset", "moon_dataset_card", "moon_webdataset"},
         "mars_dataset_job": {"mars__moon_dataset", "mars__moon_dataset_card", "mars__moon_webdataset"},
     }
+    assert defs.resolve_job_def("mars_dataset_job").description.startswith("Rebuild mars/moon_dataset ")
+    assert defs.resolve_job_def("moon_dataset_job").description.startswith("Rebuild moon_dataset ")
     sensors = {s.name: s for s in defs.sensors}
     assert {name: (s.job_name, s.default_status) for name, s in sensors.items()} == {
         "nasa_search_refresh": ("moon_images_job", dg.DefaultSensorStatus.STOPPED),
@@ -127,8 +129,14 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     assert set(moon_table["rendition"]) == {"large"} and set(mars_table["rendition"]) == {"medium"}
     assert all(k.startswith("images/MARS-") for k in mars_table["image_key"])
     assert not any(k.startswith("images/MARS-") for k in moon_table["image_key"])
-    assert "| query | `mars` |" in reader.get("mars/README.md").decode()
-    assert "| query | `moon` |" in reader.get("README.md").decode()
+    mars_card, moon_card = reader.get("mars/README.md").decode(), reader.get("README.md").decode()
+    assert "| query | `mars` |" in mars_card and "| query | `moon` |" in moon_card
+    # Each card names its dataset and where its settings came from.
+    assert mars_card.startswith("# mars: ") and moon_card.startswith("# Synthetic images ")
+    assert "(sampling_factor of `mars` in NASA_DATASETS_FILE)" in mars_card
+    assert "medium requested (rendition of `mars` in NASA_DATASETS_FILE)" in mars_card
+    assert "Changing DATASET_SPLIT_FRACTIONS" in mars_card  # not in its entry: the environment's
+    assert "large requested (NASA_IMAGE_RENDITION)" in moon_card
 
     # A rebuild of mars's dataset from a second page touches none of moon's objects.
     moon_bytes = _snapshot(reader, moon_before)
@@ -136,6 +144,16 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     run("mars_dataset_job")
     assert len(read_table(reader.get("mars/moon_dataset.parquet"))) > len(mars_table)
     assert _layout(reader) == moon_before and _snapshot(reader, moon_before) == moon_bytes
+
+    # mars's entry removed from the datasets file: moon's runs leave mars's folder as it was.
+    mars_keys = reader.keys() - moon_before
+    mars_bytes = _snapshot(reader, mars_keys)
+    moon_alone = definitions_from_env(env)
+    for job, page in (("moon_images_job", "0002"), ("moon_dataset_job", None)):
+        assert moon_alone.resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=page).success, job
+    assert _snapshot(reader, mars_keys) == mars_bytes
+    assert reader.keys() == _layout(reader) | mars_keys
 
 
 def test_one_search_budget_for_every_dataset(tmp_path, nasa_double):
@@ -165,3 +183,36 @@ def test_the_sensor_of_a_dataset_searches_its_query_for_its_own_job(tmp_path, na
     assert [r.partition_key for r in result.run_requests] == ["0001", "0002"]
     searches = [path for kind, path in nasa_double.requests if kind == "search"]
     assert searches and all("q=mars" in path for path in searches)
+
+
+def test_each_sensor_repairs_the_runs_of_its_own_job_only(tmp_path, nasa_double):
+    """moon's page 0001 and mars's page 0002 failed last (after the other pages succeeded): each
+    sensor asks to repair its own failed page, not the other dataset's newer run of that page."""
+    nasa_double.add_query("mars", 130)
+    env = local_env(nasa_double, tmp_path / "dataset", NASA_MAX_RETRIES="0",
+                    SEARCH_RESULT_SAMPLING_FACTOR="10", NASA_REPAIR_BACKOFF_SECONDS="0")
+    defs = two_datasets(env, tmp_path)
+    sensors = ("nasa_search_refresh", "mars_search_refresh")
+    with dg.instance_for_test() as instance:
+
+        def tick(sensor: str, cursor: str | None = None) -> dg.SensorResult:
+            with dg.build_sensor_context(cursor=cursor, resources={"nasa": defs.resources["nasa"]},
+                                         definitions=defs, instance=instance) as context:
+                return defs.resolve_sensor_def(sensor)(context)
+
+        def run(job: str, page: str) -> str:
+            return defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=page, raise_on_error=False).dagster_run.status.value
+
+        cursors = {sensor: tick(sensor).cursor for sensor in sensors}  # no page changes from here
+        assert [run("moon_images_job", p) for p in ("0002", "0003")] == ["SUCCESS"] * 2
+        assert run("mars_images_job", "0001") == "SUCCESS"
+        nasa_double.faults = {"always": {"search": "500"}}
+        assert [run("moon_images_job", "0001"), run("mars_images_job", "0002")] == ["FAILURE"] * 2
+        nasa_double.faults = {}
+
+        repairs = {sensor: {r.partition_key: r.tags["nasa/repair"]
+                            for r in tick(sensor, cursors[sensor]).run_requests}
+                   for sensor in sensors}
+    assert repairs == {"nasa_search_refresh": {"0001": "last run FAILURE"},
+                       "mars_search_refresh": {"0002": "last run FAILURE"}}

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 
+from nasa_assets.dataset.card_source import NASA_API_HOST, source_of
 from nasa_assets.dataset.columns import schema_table
 from nasa_assets.dataset.markdown import cell, table
 from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.summary import Summary, human_bytes
 
 NASA_GUIDELINES_URL = "https://www.nasa.gov/nasa-brand-center/images-and-media/"
-NASA_API_HOST = "images-api.nasa.gov"
 
 
 @dataclass
@@ -35,34 +35,16 @@ class CardFacts:
     duplicates: dict | None = None
     duplicate_examples: dict | None = None
     duplicate_max_distance: int = 6
+    # The dataset's name, and which of its settings its NASA_DATASETS_FILE entry sets (else the
+    # environment's): sampling_factor, rendition, split_fractions.
+    dataset: str = "moon"
+    from_file: frozenset[str] = frozenset()
 
-
-@dataclass(frozen=True)
-class Source:
-    """Where the images came from, in the card's words."""
-
-    title: str  # the card's heading
-    label: str  # "Images returned by <label>"
-    note: str  # what a reader must know about that source, or ""
-    is_nasa: bool
-
-
-def source_of(api_base_url: str) -> Source:
-    """NASA's own API, the offline NASA double (a search API on this machine), or another one."""
-    parts = urlsplit(api_base_url)
-    host = parts.hostname or ""
-    # Scheme, host and port only: never a path, query or credentials from the setting.
-    origin = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-    if host == NASA_API_HOST:
-        return Source("Moon images from the NASA Image and Video Library",
-                      f"the NASA Image and Video Library search API ({NASA_API_HOST})", "", True)
-    if host == "localhost" or host.startswith("127.") or host == "::1":
-        return Source("Synthetic images from the offline NASA double",
-                      f"the offline NASA double at {origin}",
-                      "The double is a stand-in for NASA's API on the machine that built this card "
-                      "(as in `make demo`): its images are synthetic, not NASA's.", False)
-    return Source(f"Images from {host}", f"the search API at {origin} (NASA_API_BASE_URL)",
-                  f"That is not NASA's own API ({NASA_API_HOST}).", False)
+    def origin(self, field: str, variable: str) -> str:
+        """Where a setting came from: the dataset's entry in the datasets file, or `variable`."""
+        if field in self.from_file:
+            return f"{field} of `{self.dataset}` in NASA_DATASETS_FILE"
+        return variable
 
 
 def _count_table(title: str, counts: dict[str, int], total: int) -> list[str]:
@@ -139,9 +121,13 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
     sampling = ("every item of each page" if facts.sampling_factor == 1
                 else f"about 1 item in {facts.sampling_factor}, chosen by a hash of nasa_id")
     source = source_of(facts.api_base_url)
+    env_factor = f"SEARCH_RESULT_SAMPLING_FACTOR={facts.sampling_factor}"
     metadata = "NASA's metadata" if source.is_nasa else "the metadata it served"
+    # Another dataset says its name first; "Moon images" would be wrong for it.
+    heading = (source.title if facts.dataset == "moon"
+               else f"{facts.dataset}: {source.title.removeprefix('Moon ')}")
     lines = [
-        f"# {source.title}",
+        f"# {heading}",
         "",
         f"Images returned by {source.label} for the query `{cell(facts.query)}` (media type "
         f"image), with {metadata}, one row per image in `moon_dataset.parquet` next to this card."
@@ -156,9 +142,9 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         f"| total size | {human_bytes(summary.total_bytes)} ({summary.total_bytes} bytes) |",
         f"| dates | {dates} |",
         f"| query | `{cell(facts.query)}` |",
-        f"| sampling | {sampling} (SEARCH_RESULT_SAMPLING_FACTOR={facts.sampling_factor}) |",
-        f"| rendition | {facts.rendition} requested (NASA_IMAGE_RENDITION); the nearest available is "
-        f"kept when missing |",
+        f"| sampling | {sampling} ({facts.origin('sampling_factor', env_factor)}) |",
+        f"| rendition | {facts.rendition} requested ({facts.origin('rendition', 'NASA_IMAGE_RENDITION')}"
+        "); the nearest available is kept when missing |",
         f"| search pages included | {page_ranges(facts.pages_included)} "
         f"({len(facts.pages_included)} of 100; {facts.pages_missing} not materialized yet) |",
         f"| location | `{facts.root_uri}` |",
@@ -169,8 +155,8 @@ def render_card(summary: Summary, facts: CardFacts) -> str:
         "all copies of one picture are in the same split and none of a test image is in train. "
         "An image without duplicates keeps its split across rebuilds and refreshes, whatever page "
         "it moves to; a group's split can change when the group changes (a new copy with a "
-        "smaller nasa_id renames it). Changing DATASET_SPLIT_FRACTIONS moves some images to "
-        "another split.",
+        f"smaller nasa_id renames it). Changing {facts.origin('split_fractions', 'DATASET_SPLIT_FRACTIONS')} "
+        "moves some images to another split.",
         "",
         *_count_table("split", summary.per_split, summary.images),
         "",

@@ -23,8 +23,8 @@ def dataset_job(spec: DatasetSpec = MOON):
         selection=dg.AssetSelection.assets(
             *(key_of(spec, name) for name in ("moon_dataset", "moon_dataset_card", "moon_webdataset"))
         ),
-        description="Rebuild moon_dataset from every page stored so far, its card and its WebDataset "
-        "export.",
+        description=f"Rebuild {key_of(spec, 'moon_dataset').to_user_string()} from every page stored so "
+        "far, its card and its WebDataset export.",
     )
 
 

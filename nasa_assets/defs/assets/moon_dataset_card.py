@@ -21,6 +21,10 @@ from nasa_assets.defs.resources import (
 )
 
 
+# The settings a datasets-file entry may set for its dataset, which the card attributes to it.
+OWN_SETTINGS = ("sampling_factor", "rendition", "split_fractions")
+
+
 def moon_dataset_card_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
     """moon_dataset_card of one dataset: README.md at the dataset's root."""
 
@@ -42,15 +46,16 @@ def moon_dataset_card_asset(spec: DatasetSpec = MOON) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         """What moon_dataset holds, where it came from and how to load it: the Hugging Face style card
         (README.md) at the dataset root, rewritten from the published table."""
-        ds = resolved(spec, nasa, settings)
-        return write_card(context, moon_dataset, nasa, storage, curation, ds)
+        return write_card(context, moon_dataset, nasa, storage, curation, spec,
+                          resolved(spec, nasa, settings))
 
     return moon_dataset_card
 
 
 def write_card(context: dg.AssetExecutionContext, moon_dataset: pd.DataFrame, nasa: NasaApiResource,
-               storage: DatasetStorage, curation: CurationSettings,
+               storage: DatasetStorage, curation: CurationSettings, spec: DatasetSpec,
                ds: DatasetSpec) -> dg.MaterializeResult:
+    """The card of `spec`'s dataset, whose settings (its own, else the environment's) are `ds`."""
     store = dataset_store(storage, context.asset_key)
     fractions = parse_split_fractions(ds.split_fractions)
     included = stored_pages(store, sibling(context.asset_key, "moon_images"), PAGE_KEYS)
@@ -60,7 +65,8 @@ def write_card(context: dg.AssetExecutionContext, moon_dataset: pd.DataFrame, na
         rendition=ds.rendition, split_fractions=fractions, pages_included=included,
         pages_missing=MAX_PAGES - len(included), api_base_url=nasa.base_url,
         duplicates=counts, duplicate_examples=examples,
-        duplicate_max_distance=curation.duplicate_max_distance,
+        duplicate_max_distance=curation.duplicate_max_distance, dataset=spec.name,
+        from_file=frozenset(f for f in OWN_SETTINGS if getattr(spec, f) is not None),
     )
     card = render_card(summarize(moon_dataset, list(fractions)), facts)
     store.put_bytes(CARD_KEY, card.encode("utf-8"), content_type="text/markdown; charset=utf-8")
