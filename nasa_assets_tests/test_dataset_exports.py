@@ -22,7 +22,8 @@ from nasa_assets.defs.assets.moon_dataset_checks import (
     NO_GROUP_ACROSS_SPLITS,
     check_groups_within_splits,
 )
-from nasa_assets.defs.assets.moon_webdataset import moon_webdataset, stale_reason
+from nasa_assets.defs.assets.moon_webdataset import moon_webdataset
+from nasa_assets.dataset.webdataset_export import stale_reason
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store

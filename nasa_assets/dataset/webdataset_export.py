@@ -183,3 +183,21 @@ def write_webdataset(
         if key.endswith(".tar") and key not in written:
             store.delete(key)
     return index
+
+
+def stale_reason(store: ObjectStore, index: dict | None, version: str, max_bytes: int,
+                 max_samples: int) -> str | None:
+    """Why the stored export does not match the manifest and settings now; None when it does."""
+    if index is None:
+        return "no export yet"
+    if index.get("format_version") != FORMAT_VERSION:
+        return f"export format {index.get('format_version')} is not {FORMAT_VERSION}"
+    if index.get("moon_dataset_sha256") != version:
+        return "moon_dataset changed"
+    if (index.get("max_shard_bytes"), index.get("max_shard_samples")) != (max_bytes, max_samples):
+        return "shard bounds changed (WEBDATASET_MAX_SHARD_BYTES / WEBDATASET_MAX_SHARD_SAMPLES)"
+    stored = store.sizes(f"{PREFIX}/")  # one listing: the shards the index lists are all there
+    damaged = [s["key"] for s in index.get("shards", []) if stored.get(s["key"]) != s["bytes"]]
+    if damaged:
+        return f"{len(damaged)} shards missing or of another size, e.g. {damaged[0]}"
+    return None
