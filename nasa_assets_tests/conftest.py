@@ -16,7 +16,7 @@ from nasa_assets_tests.nasa_double import NasaDouble
 TIERS = ("unit", "integration", "system")
 # A live `dagster dev`, a PostgreSQL cluster or a browser: minutes, and system packages.
 SYSTEM_FIXTURES = {"live_dagster", "postgres", "deployment"}
-SYSTEM_MODULES = {"test_live_dagster", "test_production_queue"}
+SYSTEM_MODULES = {"test_live_dagster", "test_live_repair", "test_production_queue"}
 # Real sockets (the double, moto), Dagster runs or child processes: seconds each.
 INTEGRATION_FIXTURES = {"nasa_double", "s3_server"}
 INTEGRATION_MODULES = {
