@@ -46,9 +46,11 @@ pools: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## test-quick: the unit and integration tiers (no live dagster dev, PostgreSQL or browser)
+## test-quick: the unit and integration tiers (no live dagster dev, PostgreSQL or browser), on two
+## workers (QUICK_WORKERS=0 runs them in this process)
+QUICK_WORKERS ?= 2
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "unit or integration" -n $(QUICK_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 ## bench: every ingestion path side by side against the NASA double + moto, then the whole collection
 ## (BENCH_ARGS="--pages 2 --skip-whole" etc.; img2dataset gets its own .venv-img2dataset on first use)

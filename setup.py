@@ -26,6 +26,8 @@ setup(
         "hf": ["datasets>=5.2,<6"],
         "test": [
             "pytest>=9,<10",
+            # make test-quick runs the unit and integration tiers on two workers.
+            "pytest-xdist>=3.8,<4",
             "hypothesis>=6.100,<7",
             "import-linter>=2.17,<3",
             "moto[server]>=5.2,<5.3",

@@ -7,7 +7,9 @@ import io
 import shutil
 import subprocess
 import sys
+import uuid
 
+import boto3
 import dagster as dg
 import pandas as pd
 import pytest
@@ -24,6 +26,7 @@ from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_frac
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, s3_env
+from nasa_assets_tests.nasa_double import NasaDouble
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
 COLUMNS = [f.name for f in SCHEMAS["moon_dataset"]]
@@ -68,21 +71,52 @@ def target(request, tmp_path, nasa_double, monkeypatch):
             S3Store(client, bucket, "moon_dataset"), f"s3://{bucket}/moon_dataset")
 
 
-@pytest.fixture
-def built(target, nasa_double):
+def build(target, double):
     """Page 1, then 30 new items pushed in front (items 71-100 move onto page 2), then page 2,
     then moon_dataset: the two pages' tables overlap by 30 ids."""
     env, store, root = target
     assert materialize_pages(env, "0001").success
-    nasa_double.insert_items(30, at=0)
+    double.insert_items(30, at=0)
     assert materialize_pages(env, "0002").success
     result = materialize_dataset(env)
     assert result.success
     return env, store, root, result
 
 
-def test_manifest_and_card_from_overlapping_pages(built):
-    env, store, root, result = built
+@pytest.fixture
+def built(target, nasa_double):
+    """`build` for a test that changes the dataset or the double afterwards."""
+    return build(target, nasa_double)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def built_once(request, tmp_path_factory):
+    """`build` once per backend, with its own double, for the tests that only read its result."""
+    with NasaDouble(total_hits=250) as double:
+        if request.param == "local":
+            root = tmp_path_factory.mktemp("built") / "dataset"
+            target = local_env(double, root), LocalStore(root), str(root)
+        else:
+            server = request.getfixturevalue("s3_server")
+            client = boto3.client("s3", endpoint_url=server, region_name="us-east-1")
+            bucket = f"nasa-built-{uuid.uuid4().hex[:8]}"
+            client.create_bucket(Bucket=bucket)
+            target = (s3_env(double, server, bucket, prefix="moon_dataset"),
+                      S3Store(client, bucket, "moon_dataset"), f"s3://{bucket}/moon_dataset")
+        yield build(target, double)
+
+
+@pytest.fixture
+def built_to_read(built_once, monkeypatch):
+    """built_once, with the loader's AWS_ENDPOINT_URL for S3 (as `target` sets it)."""
+    env = built_once[0]
+    if "AWS_ENDPOINT_URL" in env:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", env["AWS_ENDPOINT_URL"])
+    return built_once
+
+
+def test_manifest_and_card_from_overlapping_pages(built_to_read):
+    env, store, root, result = built_to_read
     pages = {p: store.read_parquet(f"moon_images/{p}.parquet") for p in ("0001", "0002")}
     manifests = {p: store.read_parquet(f"sampled_manifest/{p}.parquet") for p in ("0001", "0002")}
     ids = {p: list(t.loc[t["status"].isin(["stored", "already_stored"]), "nasa_id"]) for p, t in pages.items()}
@@ -180,8 +214,8 @@ def test_split_is_stable_across_rebuilds_and_refreshes(built, nasa_double):
     assert (after.loc[shared.index] == shared).all()
 
 
-def test_loader_reads_back_every_image(built):
-    env, store, root, _ = built
+def test_loader_reads_back_every_image(built_to_read):
+    env, store, root, _ = built_to_read
     manifest = load_manifest(root)
     pd.testing.assert_frame_equal(manifest, store.read_parquet("moon_dataset.parquet"))
 

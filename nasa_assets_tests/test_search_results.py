@@ -1,4 +1,5 @@
-"""Bad answers from the search API never replace good data (issue 10, part 1)."""
+"""search_results never replaces good data with a bad answer: a short or empty search page fails
+the run and leaves every table and image of its pages as they were."""
 
 import pytest
 
