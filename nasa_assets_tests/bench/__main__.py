@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--one-page-runs", type=int, default=3,
                         help="one-page runs per path in the dagster dev vs CLI comparison (median; default 3)")
     parser.add_argument("--dequeue-interval", type=int, default=None,
-                        help="dagster dev path: run_queue.dequeue_interval_seconds added to the repo's "
-                             "dagster.dev.yaml (default: the file as it is, i.e. Dagster's 5 s)")
+                        help="dagster dev path: run_queue.dequeue_interval_seconds set in a copy of the "
+                             "repo's dagster.dev.yaml (default: the file as it is)")
     parser.add_argument("--skip-img2dataset", action="store_true", help="leave out img2dataset")
     parser.add_argument("--skip-sequential", action="store_true", help="leave out the sequential loop")
     parser.add_argument("--skip-big", action="store_true", help="leave out the large-image memory run")

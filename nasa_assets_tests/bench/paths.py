@@ -202,9 +202,13 @@ class DagsterDev:
         self.home = bench.home("dev", ROOT / "dagster.dev.yaml")
         self.instance_note = "the repo's dagster.dev.yaml"
         if dequeue_interval is not None:  # an experiment: how long queued runs wait for the daemon
-            with open(self.home / "dagster.yaml", "a") as instance_file:
-                instance_file.write(f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n")
-            self.instance_note += f" + run_queue.dequeue_interval_seconds: {dequeue_interval}"
+            import yaml
+
+            instance_file = self.home / "dagster.yaml"
+            config = yaml.safe_load(instance_file.read_text())
+            config.setdefault("run_queue", {})["dequeue_interval_seconds"] = dequeue_interval
+            instance_file.write_text(yaml.safe_dump(config))
+            self.instance_note += f" with run_queue.dequeue_interval_seconds: {dequeue_interval}"
         self.env = bench.env(self.bucket, self.home)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
