@@ -1,7 +1,7 @@
 import dagster as dg
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, fetch_pages, page_number
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
@@ -38,9 +38,11 @@ def search_results(context: dg.AssetExecutionContext, nasa: NasaApiResource):
     A page past the last hit is an empty table, not an error. A page inside the hit range that
     answers fewer items than the hits imply fails the run and leaves the stored tables as they were."""
     client = nasa.client()
+    keys = context.partition_keys
+    # Every page is fetched and checked before any table is returned: one bad page fails the step.
+    pages = fetch_pages(keys, lambda key: fetch_checked_page(client, nasa.query, key, context.log, len(keys)))
     frames, per_page = {}, {}
-    for key in context.partition_keys:
-        page = fetch_checked_page(client, nasa.query, key, context.log, len(context.partition_keys))
+    for key, page in pages.items():
         rows = parse_items(page.items, page_number(key))
         frames[key] = tables.frame("search_results", rows)
         # Past the API's cap the answer carries no total: None, not a made-up number.
