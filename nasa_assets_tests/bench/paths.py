@@ -104,7 +104,8 @@ def page_range(first: int, last: int) -> str:
 
 def _result(name: str, command: str, measured: Measured, images: int, counts: dict) -> PathResult:
     result = PathResult(name, command, images, measured.seconds, measured.peak_rss_mb,
-                        measured.peak_pss_kb / 1024, measured.cpu_seconds, counts)
+                        measured.peak_pss_kb / 1024, measured.cpu_seconds, counts,
+                        rss_by_step={k: v / 1024 for k, v in measured.phase_peaks.items()})
     if measured.returncode != 0:
         result.error = f"exit {measured.returncode}: {measured.tail(6)}"
     return result

@@ -39,7 +39,8 @@ def run(bench: Bench, pages: int) -> WholeResult:
         result = PathResult(command if label == "first" else f"{command} again", " ".join(argv[1:]),
                             now - stored, measured.seconds, measured.peak_rss_mb,
                             measured.peak_pss_kb / 1024, measured.cpu_seconds, bench.control.counts(),
-                            bucket=bucket, phases=run_phases(home, measured.seconds))
+                            bucket=bucket, phases=run_phases(home, measured.seconds),
+                            rss_by_step={k: v / 1024 for k, v in measured.phase_peaks.items()})
         result.note = "includes the moon_dataset rebuild (a second run)"
         if measured.returncode != 0:
             result.error = f"exit {measured.returncode}: {measured.tail(6)}"
