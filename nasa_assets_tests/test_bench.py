@@ -48,6 +48,16 @@ def test_tree_sums_descendants_and_orphans_of_the_session_only(tmp_path):
     assert sampler.peak.rss_kb == 15000 and sampler.marks["later"].processes == 4
 
 
+def test_watch_counts_the_started_session_never_the_callers(tmp_path):
+    _fake_proc(tmp_path, 50, 1, 50, 7000)     # the caller (the bench), leader of session 50
+    _fake_proc(tmp_path, 51, 50, 50, 9000)    # a server the caller started in its own session
+    _fake_proc(tmp_path, 100, 50, 50, 1000)   # the command, before its setsid took effect
+    _fake_proc(tmp_path, 101, 100, 100, 2000)  # its child
+    sampler = TreeSampler(proc=tmp_path)
+    sampler.watch(100)
+    assert sampler.sample().rss_kb == 3000
+
+
 def test_tree_without_sessions_follows_parents():
     from nasa_assets_tests.bench.procs import ProcInfo
 

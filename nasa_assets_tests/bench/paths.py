@@ -37,6 +37,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 PAGE_STEPS = "search_results,sampled_manifest,moon_images"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+DATASET_JOB = "moon_dataset_job"  # `python -m nasa_assets run` rebuilds the dataset in a run of its own
 
 
 @dataclass
@@ -368,14 +369,16 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
                 records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))
             else:
                 recent = instance.get_run_records(limit=10)  # newest first
-                records = [r for r in recent if r.dagster_run.job_name != "moon_dataset_build"][:1]
+                records = [r for r in recent if r.dagster_run.job_name != DATASET_JOB][:1]
             if not records:
                 return phases
             record = records[0]
             # `python -m nasa_assets run` rebuilds moon_dataset in a run of its own afterwards.
             dataset_runs = [] if run_id else [
-                r for r in recent if r.dagster_run.job_name == "moon_dataset_build"
+                r for r in recent if r.dagster_run.job_name == DATASET_JOB
                 and r.create_timestamp >= record.create_timestamp and r.start_time and r.end_time]
+            dataset_steps = [s for r in dataset_runs for s in instance.get_run_step_stats(r.dagster_run.run_id)
+                             if s.start_time and s.end_time]
             steps = sorted((s for s in instance.get_run_step_stats(record.dagster_run.run_id)
                             if s.start_time and s.end_time), key=lambda s: s.start_time)
             kinds = dg.DagsterEventType
@@ -412,7 +415,9 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
     if end and steps:
         phases["last step to run end"] = end - steps[-1].end_time
     if launched_at is None and start and end and dataset_runs:
-        phases["moon_dataset_build run"] = rebuild
+        phases[f"{DATASET_JOB} run"] = rebuild
+        for step in dataset_steps:
+            phases[f"({step.step_key}"] = step.end_time - step.start_time
     if launched_at is not None and end:
         phases["run end to success seen"] = launched_at + wall - end
     return phases

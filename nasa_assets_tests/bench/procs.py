@@ -125,11 +125,14 @@ class TreeSampler:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
-    def watch(self, pid: int, session: bool = True) -> None:
+    def watch(self, pid: int) -> None:
+        """Count `pid`, its descendants and its session, for a process started with
+        start_new_session=True: its session id is its pid. (Asking os.getsid right after the start
+        can race the child's setsid and return the caller's own session: every process of the
+        caller, the servers included, was then counted.)"""
         with self._lock:
             self.roots.add(pid)
-            if session:
-                self.sessions.add(os.getsid(pid) if _alive(pid) else pid)
+            self.sessions.add(pid)
 
     def sample(self) -> Snapshot:
         with self._lock:
@@ -191,14 +194,6 @@ def _cmdline(pid: int, proc: Path) -> str:
         return (proc / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------
