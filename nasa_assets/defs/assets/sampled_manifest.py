@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets.dataset import manifest, markdown, tables
+from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.validation import manifest_problems, rejection_budget
 from nasa_assets.defs.assets.pages import PAGE_ASSET_OPTIONS, page_output
 from nasa_assets.defs.io_manager import sibling, table_path
@@ -124,7 +125,7 @@ def sampled_manifest(
                          "rejected": len(rejected), "row_count": len(kept),
                          "unresolved": len(sampled[key]) - len(kept)}
         all_rejected += rejected
-        context.log.info(f"page {key}: {per_page[key]}")
+    context.log.info(_summary(per_page))
     context.log.info(f"{looked_up} collection.json look-ups (other items list their renditions, "
                      f"or are unchanged since the earlier manifest); {forgotten} earlier image URLs not "
                      f"reused because they failed with HTTP 403/404/410")
@@ -163,6 +164,16 @@ def sampled_manifest(
             ],
         },
     )
+
+
+def _summary(per_page: dict[str, dict]) -> str:
+    """One log line for the step's pages (a line per page would be an event per page in Dagster's
+    storage; each page's figures are on its materialization), naming the pages that lost items."""
+    totals = {name: sum(c[name] for c in per_page.values()) for name in ("items", "valid", "sampled", "rejected",
+                                                                           "unresolved")}
+    lossy = [k for k, c in per_page.items() if c["rejected"]]
+    return (f"pages {page_ranges(per_page)}: " + ", ".join(f"{v} {k}" for k, v in totals.items())
+            + (f"; pages with rejected items: {page_ranges(lossy)}" if lossy else ""))
 
 
 def _preview(frame: pd.DataFrame, limit: int = 5) -> str:
