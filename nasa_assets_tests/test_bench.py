@@ -160,6 +160,9 @@ def test_bench_runs_tiny_and_prints_its_table(tmp_path):
     assert again[1] == "0" and again[6].endswith("/ 0 / 0")  # no collection.json, no image
     assert rows["re-run: image downloads"][1:4] == ["0", "0", "yes"]
     assert rows["re-run: collection.json requests"][1:4] == ["0", "0", "yes"]
+    # Where the time goes: the page run's steps, the rebuild's steps, the events Dagster stored.
+    assert "Dagster events stored by moon_images_job" in report
+    assert "moon_dataset_job run" in report and "(moon_webdataset " in report
 
 
 def test_sampler_keeps_each_process_peak_by_command_line(tmp_path):

@@ -154,6 +154,7 @@ def cli(bench: Bench, first: int, last: int, name: str = "cli", dataset: bool = 
                      shlex.join(["python", *argv[1:]]), measured, bench.count(bucket, f"{PREFIX}/images/"),
                      bench.control.counts())
     result.phases = run_phases(home, measured.seconds)
+    result.events = event_counts(home)
     result.bucket = bucket
     return result
 
@@ -168,6 +169,7 @@ def materialize(bench: Bench, first: int, last: int, name: str = "materialize") 
                      shlex.join(["dagster", *argv[3:]]), measured, bench.count(bucket, f"{PREFIX}/images/"),
                      bench.control.counts())
     result.phases = run_phases(home, measured.seconds)
+    result.events = event_counts(home)
     return result
 
 
@@ -354,6 +356,26 @@ class DagsterDev:
 # --------------------------------------------------------------------------------------------
 # Where the time goes: the run's own record in the instance
 # --------------------------------------------------------------------------------------------
+
+
+def event_counts(home: Path) -> dict[str, int]:
+    """Events Dagster stored for the latest page run and the dataset rebuild after it (each one is
+    a write to the instance's storage, part of the run's time)."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    counts: dict[str, int] = {}
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            for record in instance.get_run_records(limit=10):  # newest first
+                job = record.dagster_run.job_name
+                if job not in counts:
+                    counts[job] = len(instance.all_logs(record.dagster_run.run_id))
+                if job != DATASET_JOB:
+                    break
+    except Exception:  # a measurement aid: never the reason the bench fails
+        return {}
+    return counts
 
 
 def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | None = None) -> dict[str, float]:
