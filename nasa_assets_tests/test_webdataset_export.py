@@ -3,8 +3,6 @@
 import hashlib
 import json
 import re
-import threading
-import time
 
 import boto3
 import pytest
@@ -12,7 +10,7 @@ import webdataset as wds
 
 from nasa_assets.dataset.keys import table_key
 from nasa_assets.dataset.webdataset_export import (
-    _SPOOL_BYTES, manifest_version, read_ahead, read_index, sample_key, write_webdataset,
+    _SPOOL_BYTES, manifest_version, read_index, sample_key, write_webdataset,
 )
 from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets.storage.s3 import MULTIPART_THRESHOLD
@@ -124,56 +122,6 @@ def test_a_changed_image_is_skipped_with_its_reason(tmp_path):
     assert index["skipped"] == [{"nasa_id": "PIA12235", "split": "train",
                                  "reason": f"{store.uri(key)} does not match the manifest: sha256 differs"}]
     assert index["samples"] == len(ITEMS) - 1
-
-
-class _CountingStore(LocalStore):
-    """A LocalStore that records how many reads are in flight at once."""
-
-    def __init__(self, root):
-        super().__init__(root)
-        self.lock, self.now, self.most = threading.Lock(), 0, 0
-
-    def get_bytes(self, key):
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-        try:
-            time.sleep(0.005)  # lets the reads overlap; nothing here is timed
-            return super().get_bytes(key)
-        finally:
-            with self.lock:
-                self.now -= 1
-
-
-def _stored_rows(store, sizes):
-    rows = []
-    for i, size in enumerate(sizes):
-        data = bytes([i % 251]) * size
-        store.put_bytes(f"images/{i}.jpg", data)
-        rows.append({"nasa_id": str(i), "image_key": f"images/{i}.jpg", "bytes": size,
-                     "sha256": hashlib.sha256(data).hexdigest()})
-    return rows
-
-
-def test_read_ahead_keeps_the_order_and_reports_missing_and_changed_images(tmp_path):
-    store = _CountingStore(tmp_path / "root")
-    rows = _stored_rows(store, [10] * 30)
-    store.delete("images/3.jpg")
-    rows[5]["sha256"] = "0" * 64
-    got = list(read_ahead(store, rows, window=4, max_bytes=1000))
-    assert [row["nasa_id"] for row, _, _ in got] == [str(i) for i in range(30)]
-    assert got[0][1:] == (bytes([0]) * 10, None)
-    assert got[3][1] is None and got[3][2].startswith("missing: ")
-    assert got[5][1] is None and "sha256 differs" in got[5][2]
-    assert 1 < store.most <= 4
-
-
-def test_read_ahead_holds_at_most_max_bytes_unless_one_image_is_larger(tmp_path):
-    store = _CountingStore(tmp_path / "root")
-    rows = _stored_rows(store, [100] * 12 + [5000, 100])
-    got = list(read_ahead(store, rows, window=8, max_bytes=250))
-    assert [data for _, data, _ in got] == [bytes([i]) * s for i, s in enumerate([100] * 12 + [5000, 100])]
-    assert store.most <= 2  # two 100-byte images fit in 250 bytes, a third does not
 
 
 def test_bad_arguments_and_manifests_are_clear_errors(tmp_path):

@@ -14,9 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -43,10 +41,6 @@ JSON_FIELDS = (
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]{1,120}")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Images read ahead of the shard being written (each read is a round trip to the store): at most
-# this many, holding at most this many bytes unless a single image is larger.
-READ_AHEAD = 16
-READ_AHEAD_BYTES = 64 << 20
 
 __all__ = ["DEFAULT_MAX_SHARD_BYTES", "DEFAULT_MAX_SHARD_SAMPLES", "INDEX_NAME", "PREFIX",
            "manifest_version", "read_image", "read_index", "sample_key", "write_webdataset"]
@@ -111,36 +105,6 @@ def read_image(store: ObjectStore, row: Mapping, verify: bool = True) -> bytes:
     return data
 
 
-def _read_or_reason(store: ObjectStore, row: Mapping) -> tuple[bytes | None, str | None]:
-    try:
-        return read_image(store, row), None
-    except FileNotFoundError:
-        return None, f"missing: {store.uri(row['image_key'])}"
-    except ValueError as error:
-        return None, str(error)
-
-
-def read_ahead(store: ObjectStore, rows: Iterable[Mapping], window: int = READ_AHEAD,
-               max_bytes: int = READ_AHEAD_BYTES) -> Iterator[tuple[Mapping, bytes | None, str | None]]:
-    """(row, bytes, None) or (row, None, reason) for each row, in order, the images read
-    concurrently a few rows ahead: at most `window` reads and, by the rows' recorded sizes,
-    `max_bytes` in flight (one larger image is read alone)."""
-    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="webdataset-read") as pool:
-        pending: deque = deque()
-        in_flight = 0
-        for row in rows:
-            size = int(row.get("bytes") or 0)
-            while pending and (len(pending) >= window or in_flight + size > max_bytes):
-                done, done_size, future = pending.popleft()
-                in_flight -= done_size
-                yield (done, *future.result())
-            pending.append((row, size, pool.submit(_read_or_reason, store, row)))
-            in_flight += size
-        while pending:
-            done, _, future = pending.popleft()
-            yield (done, *future.result())
-
-
 def write_webdataset(
     store: ObjectStore,
     manifest: pd.DataFrame | Iterable[Mapping],
@@ -184,9 +148,16 @@ def write_webdataset(
     skipped: list[dict] = []
     for split in sorted(by_split):
         shard = Shard(split, 0, prefix)
-        ordered = sorted(by_split[split], key=lambda r: _order(r["nasa_id"]))
-        for row, data, reason in read_ahead(store, ordered):
+        for row in sorted(by_split[split], key=lambda r: _order(r["nasa_id"])):
             key = sample_key(row["nasa_id"])
+            try:
+                data = read_image(store, row)
+            except FileNotFoundError:
+                reason = f"missing: {store.uri(row['image_key'])}"
+            except ValueError as error:
+                reason = str(error)
+            else:
+                reason = None
             if reason:
                 skipped.append({"nasa_id": row["nasa_id"], "split": split, "reason": reason})
                 continue
