@@ -169,8 +169,8 @@ def sampled_manifest(
 def _summary(per_page: dict[str, dict]) -> str:
     """One log line for the step's pages (a line per page would be an event per page in Dagster's
     storage; each page's figures are on its materialization), naming the pages that lost items."""
-    totals = {name: sum(c[name] for c in per_page.values()) for name in ("items", "valid", "sampled", "rejected",
-                                                                           "unresolved")}
+    names = ("items", "valid", "sampled", "rejected", "unresolved")
+    totals = {name: sum(counts[name] for counts in per_page.values()) for name in names}
     lossy = [k for k, c in per_page.items() if c["rejected"]]
     return (f"pages {page_ranges(per_page)}: " + ", ".join(f"{v} {k}" for k, v in totals.items())
             + (f"; pages with rejected items: {page_ranges(lossy)}" if lossy else ""))
