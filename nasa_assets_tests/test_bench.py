@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nasa_assets_tests.bench.procs import TreeSampler, memory_kb, parse_stat, run_measured, tree
+from nasa_assets_tests.bench.procs import TreeSampler, memory_kb, parse_stat, run_measured, step_of, tree
 from nasa_assets_tests.bench.report import (
     PathResult,
     WholeResult,
@@ -46,6 +46,16 @@ def test_tree_sums_descendants_and_orphans_of_the_session_only(tmp_path):
     (tmp_path / "102" / "stat").unlink()
     assert sampler.mark("later").rss_kb == 12000
     assert sampler.peak.rss_kb == 15000 and sampler.marks["later"].processes == 4
+
+
+def test_watch_counts_the_started_session_never_the_callers(tmp_path):
+    _fake_proc(tmp_path, 50, 1, 50, 7000)     # the caller (the bench), leader of session 50
+    _fake_proc(tmp_path, 51, 50, 50, 9000)    # a server the caller started in its own session
+    _fake_proc(tmp_path, 100, 50, 50, 1000)   # the command, before its setsid took effect
+    _fake_proc(tmp_path, 101, 100, 100, 2000)  # its child
+    sampler = TreeSampler(proc=tmp_path)
+    sampler.watch(100)
+    assert sampler.sample().rss_kb == 3000
 
 
 def test_tree_without_sessions_follows_parents():
@@ -150,6 +160,9 @@ def test_bench_runs_tiny_and_prints_its_table(tmp_path):
     assert again[1] == "0" and again[6].endswith("/ 0 / 0")  # no collection.json, no image
     assert rows["re-run: image downloads"][1:4] == ["0", "0", "yes"]
     assert rows["re-run: collection.json requests"][1:4] == ["0", "0", "yes"]
+    # Where the time goes: the page run's steps, the rebuild's steps, the events Dagster stored.
+    assert "Dagster events stored by moon_images_job" in report
+    assert "moon_dataset_job run" in report and "(moon_webdataset " in report
 
 
 def test_sampler_keeps_each_process_peak_by_command_line(tmp_path):
@@ -162,6 +175,29 @@ def test_sampler_keeps_each_process_peak_by_command_line(tmp_path):
     sampler.sample()
     assert sampler.peak_of("spawn_main") == 2000
     assert sampler.peak_of("no such command") == 0
+
+
+def test_step_of_reads_the_step_key_of_both_dagster_log_formats():
+    run_id = "893ad5bc-b96a-46d1-8180-0d5eef51e21c"
+    assert step_of(f"18:37:34 INFO moon_images_job - {run_id} - moon_images - page 0074 done") == "moon_images"
+    assert step_of(f"2026-12-04 18:36:50 +0000 - dagster - DEBUG - job - {run_id} - 24638 - "
+                   "search_results - STEP_START - Started execution of step") == "search_results"
+    assert step_of(f"2026-12-04 18:36:50 +0000 - dagster - DEBUG - job - {run_id} - 24638 - RUN_SUCCESS - ") is None
+    assert step_of("nasa_assets: pages 1-3 -> s3://bucket/prefix") is None
+
+
+def test_sampler_keeps_the_peak_of_each_phase(tmp_path):
+    _fake_proc(tmp_path, 100, 1, 100, 1000)
+    sampler = TreeSampler(roots={100}, sessions={100}, proc=tmp_path)
+    sampler.sample()
+    (tmp_path / "100" / "smaps_rollup").write_text("Rss: 3000 kB\nPss: 3000 kB\n")
+    sampler.enter("search_results")  # the sample at the switch still belongs to start-up
+    (tmp_path / "100" / "smaps_rollup").write_text("Rss: 2000 kB\nPss: 2000 kB\n")
+    sampler.sample()
+    sampler.enter("moon_images")
+    assert sampler.phase_peaks == {"start-up": 3000, "search_results": 2000}
+    sampler.sample()
+    assert sampler.phase_peaks["moon_images"] == 2000
 
 
 def test_median_of_one_page_runs_keeps_every_time_and_never_hides_a_failure():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import zlib
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,6 +107,31 @@ def test_jpeg_with_comments_before_sof_in_every_chunking_is_measured():
     for size in (1, 7, 4096, len(padded)):
         facts = measure_stream(chunks(padded[:5000], size) + chunks(padded[5000:], 65536), max_bytes=MB)
         assert (facts.width, facts.height, facts.bytes) == (20, 10, len(padded))
+
+
+@pytest.mark.parametrize(("mode", "options"), [
+    ("RGB", {}), ("RGB", {"progressive": True}), ("L", {}), ("CMYK", {}),
+    ("RGB", {"exif": b"Exif\x00\x00" + b"e" * 60000}),
+])
+def test_jpeg_size_read_without_pillow_matches_pillow(mode, options):
+    data = encode(noise(33, 21).convert(mode), "JPEG", **options)
+    facts = measure_stream([data], max_bytes=MB)
+    with Image.open(io.BytesIO(data)) as image:
+        assert (facts.width, facts.height, facts.format) == (*image.size, "JPEG")
+
+
+def test_a_jpeg_mostly_made_of_segments_before_its_frame_is_measured_without_holding_them():
+    padded = with_comments_before_sof(encode(noise(40, 30), "JPEG"), 20 * MB)
+    meter, spool = ImageMeter(64 * MB), io.BytesIO(padded)
+    meter.feed(padded)
+    tracemalloc.start()
+    try:
+        facts = meter.finish(spool)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (facts.width, facts.height, facts.bytes) == (40, 30, len(padded))
+    assert peak < MB  # Pillow's opener kept all 20 MB of segments
 
 
 def test_html_page_is_rejected():

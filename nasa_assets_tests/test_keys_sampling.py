@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import PurePosixPath
 
@@ -14,6 +16,7 @@ import pytest
 from nasa_assets.dataset.keys import extension_of, image_key, safe_name, table_key
 from nasa_assets.dataset.pages import (
     PAGE_KEYS,
+    fetch_pages,
     page_key,
     page_number,
     page_ranges,
@@ -304,6 +307,40 @@ def test_page_runs_group_contiguous_pages(keys, runs, text):
     """The CLI launches one run per contiguous run; the card and metadata print the same runs."""
     assert page_runs(keys) == runs
     assert page_ranges(keys) == text
+
+
+def test_fetch_pages_keeps_page_order_and_bounds_the_threads_in_flight():
+    keys = [page_key(p) for p in range(1, 21)]
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def fetch(key):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)  # long enough for the other threads to overlap, not a timing assertion
+        with lock:
+            running[0] -= 1
+        return int(key)
+
+    fetched = fetch_pages(keys, fetch, workers=3)
+    assert list(fetched) == keys and list(fetched.values()) == list(range(1, 21))
+    assert 1 < most[0] <= 3
+
+
+def test_fetch_pages_raises_the_first_failure_and_starts_no_further_page():
+    keys = [page_key(p) for p in range(1, 11)]
+    started, release = [], threading.Event()
+
+    def fetch(key):
+        started.append(key)
+        if key == "0001":
+            raise ValueError("page 0001 is short")
+        release.wait(2)  # the pages in flight when 0001 fails finish; the queued ones never start
+        return key
+
+    with pytest.raises(ValueError, match="page 0001 is short"):
+        fetch_pages(keys, fetch, workers=2)
+    assert "0001" in started and len(started) <= 3
 
 
 def test_seeded_sample_is_the_same_every_time_and_bounded():

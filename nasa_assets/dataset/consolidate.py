@@ -39,7 +39,9 @@ def build_manifest(
     describe a file a later page replaced (another rendition). Without a match, the first row.
     Metadata comes from the chosen page's manifest row, or the first page listing the id when that
     page's manifest was rewritten since its images were stored."""
-    by_page = {page: {r["nasa_id"]: r for r in tables.records(m)} for page, m in manifests.items()}
+    # Only the columns the table takes: the raw JSON of 10,000 items as Python strings is tens of MB.
+    wanted = ["nasa_id", *METADATA_COLUMNS]
+    by_page = {page: {r["nasa_id"]: r for r in tables.records(m[wanted])} for page, m in manifests.items()}
     anywhere: dict[str, dict] = {}
     for page in sorted(by_page):
         for nasa_id, row in by_page[page].items():

@@ -110,6 +110,8 @@ class ImageMeter:
         first = spool.read(30)
         if first[:4] == b"RIFF" and first[8:12] == b"WEBP" and (size := _webp_size(first)):
             return self._facts(None, spool, (*size, "WEBP"))
+        if first[:3] == b"\xff\xd8\xff" and (size := _jpeg_size(spool)):
+            return self._facts(None, spool, (*size, "JPEG"))
         try:
             image = open_image(spool)
         except UnidentifiedImageError:
@@ -123,7 +125,7 @@ class ImageMeter:
     def _facts(self, image, spool, header: tuple[int, int, str] | None) -> ImageFacts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a damaged directory is judged here, not warned about
-            cut = truncation(image, spool, self.size)
+            cut = truncation(image, spool, self.size, header[2] if header else None)
         if cut:
             raise ImageRejected(cut)
         if header is None:
@@ -149,6 +151,36 @@ def _webp_size(first: bytes) -> tuple[int, int] | None:
         bits = int.from_bytes(first[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     return None
+
+
+# Start-of-frame markers (SOF0-SOF15 except DHT, JPG and DAC), which carry the image size.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    """A JPEG's size from its frame header, reached by skipping each segment by its length; None
+    when the markers do not lead there (Pillow then judges the file). Hand-rolled because Pillow's
+    opener keeps every segment before the frame header in memory: a 60 MB JPEG whose size is
+    mostly APP/EXIF data cost 60 MB per image being checked."""
+    f.seek(2)
+    while True:
+        if f.read(1) != b"\xff":
+            return None
+        marker = f.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = f.read(1)
+        if not marker or marker[0] in (0xD9, 0xDA):  # end of file or scan before any frame header
+            return None
+        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # markers without a segment
+            continue
+        length = int.from_bytes(f.read(2), "big")
+        if length < 2:
+            return None
+        if marker[0] in _JPEG_FRAMES:
+            frame = f.read(5)
+            height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+            return (width, height) if len(frame) == 5 and width and height else None
+        f.seek(length - 2, 1)
 
 
 def source_digest(url: str) -> str:

@@ -1,6 +1,7 @@
 """Search pages: the API answers at most 10,000 hits, 100 pages of 100."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 PAGE_SIZE = 100
 MAX_HITS = 10_000
@@ -15,6 +16,11 @@ def page_key(page: int) -> str:
 def page_number(key: str) -> int:
     return int(key)
 
+
+# Search pages of one run fetched at once: a 100-page run is not 100 round trips one after another,
+# and the API sees no more than this many requests in flight from one step (the per-hour budget
+# of the rate limiter applies to each of them as before).
+SEARCH_CONCURRENCY = 4
 
 PAGE_KEYS = [page_key(p) for p in range(1, MAX_PAGES + 1)]
 
@@ -61,3 +67,18 @@ def page_runs(keys: Iterable[str]) -> list[tuple[str, str]]:
 def page_ranges(keys: Iterable[str]) -> str:
     """["0001", "0002", "0003", "0007"] -> "0001-0003, 0007"; "none" when empty."""
     return ", ".join(a if a == b else f"{a}-{b}" for a, b in page_runs(keys)) or "none"
+
+
+def fetch_pages(keys: list[str], fetch: Callable[[str], object], workers: int = SEARCH_CONCURRENCY) -> dict:
+    """{key: fetch(key)} in the order of `keys`, at most `workers` at a time. The first failure is
+    raised as soon as it happens, and pages not yet started are not fetched."""
+    if len(keys) <= 1 or workers <= 1:
+        return {key: fetch(key) for key in keys}
+    with ThreadPoolExecutor(max_workers=min(workers, len(keys)), thread_name_prefix="search") as pool:
+        futures = {key: pool.submit(fetch, key) for key in keys}
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures.values() if f in done and f.exception() is not None), None)
+        if failed is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed.exception()
+        return {key: future.result() for key, future in futures.items()}

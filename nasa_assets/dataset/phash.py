@@ -49,13 +49,18 @@ def phash_of(source: str | os.PathLike | bytes | BinaryIO, *, draft: bool = True
         ) from None
 
 
+# Each thread holds one whole image in memory while it decodes: bounded here, whatever the download
+# concurrency, so a rebuild over large files stays within a run's memory.
+MAX_WORKERS = 16
+
+
 def phashes_of_stored(
     store: ObjectStore, rows: Iterable[Mapping], *, workers: int = 1
 ) -> tuple[dict[str, str | None], dict[str, str]]:
     """(nasa_id -> phash or None, nasa_id -> reason) for rows' images at their image_key.
 
-    With `workers` > 1 the images are read and hashed in that many threads (reads are network
-    round trips on S3, and Pillow decodes without holding the GIL).
+    With `workers` > 1 the images are read and hashed in that many threads, at most MAX_WORKERS
+    (reads are network round trips on S3, and Pillow decodes without holding the GIL).
     """
     def one(row: Mapping) -> tuple[str, str | None, str | None]:
         try:
@@ -67,7 +72,7 @@ def phashes_of_stored(
 
     rows = list(rows)
     if workers > 1 and len(rows) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(rows))) as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, MAX_WORKERS, len(rows))) as pool:
             results = list(pool.map(one, rows))
     else:
         results = [one(row) for row in rows]

@@ -14,9 +14,10 @@ TAIL_BYTES = 64 * 1024
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
-def truncation(image: ImageFile.ImageFile | None, spool, size: int) -> str | None:
+def truncation(image: ImageFile.ImageFile | None, spool, size: int, fmt: str | None = None) -> str | None:
     """Why the spooled file of `size` bytes is cut short, or None. Reads its first bytes, its last
-    64 KB and (GIF) block headers, never pixels; `image` is its lazily opened header, if any."""
+    64 KB and (GIF) block headers, never pixels; `image` is its lazily opened header, if any, and
+    `fmt` its format when it was read without Pillow."""
     spool.seek(0)
     first = spool.read(16)
     if first[:4] == b"RIFF" and first[8:12] == b"WEBP":
@@ -27,10 +28,11 @@ def truncation(image: ImageFile.ImageFile | None, spool, size: int) -> str | Non
         return None if _gif_reaches_trailer(spool) else "GIF data is truncated (ends before its trailer)"
     if first[:4] in _TIFF_MAGIC:
         return _tiff_truncation(image, spool, first, size)
-    if image is not None and (end := END_MARKERS.get(image.format or "")):
+    fmt = fmt or (image.format if image is not None else None)
+    if end := END_MARKERS.get(fmt or ""):
         spool.seek(max(0, size - TAIL_BYTES))
         if end not in spool.read(TAIL_BYTES):
-            return f"{image.format} data ends without its end marker (cut short)"
+            return f"{fmt} data ends without its end marker (cut short)"
     return None
 
 

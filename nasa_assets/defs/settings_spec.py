@@ -81,7 +81,7 @@ SETTINGS_LIST = (
     _count("NASA_API_RATE_LIMIT_PER_HOUR", 1000, "client-side budget of search API requests per rolling "
            "hour (per process; across runs see the `nasa_api` pool in "
            "[production](production.md#how-much-concurrency-nasas-rate-limit-allows))"),
-    _count("DOWNLOAD_CONCURRENCY", 16, "parallel image downloads (and collection.json look-ups) within "
+    _count("DOWNLOAD_CONCURRENCY", 32, "parallel image downloads (and collection.json look-ups) within "
            "a step; also the HTTP connection pool size; at most 256", high=256),
     _count("MAX_IMAGE_BYTES", 268_435_456, "larger files are rejected with a reason, while streaming"),
     _number("MAX_REJECTED_FRACTION", 0.2, "the blocking check `manifest_valid` fails a page when a "

@@ -5,6 +5,7 @@ through the rate limiter, and so that error messages never carry the API key.
 """
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin
@@ -68,6 +69,7 @@ class Transport:
         self.breaker_pause = breaker_pause
         self._sleep = sleep
         self.api_requests = 0
+        self._count_lock = threading.Lock()  # search pages may be fetched from several threads
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
@@ -175,7 +177,8 @@ class Transport:
                         raise FetchError(f"refused {self._shown(target)}: {blocked}")
                     if limited:
                         self.rate_limiter.acquire()
-                        self.api_requests += 1
+                        with self._count_lock:
+                            self.api_requests += 1
                     response = self._send(target, target_params, breaker)
                     if response.is_redirect and response.headers.get("Location"):
                         target = urljoin(response.url, response.headers["Location"])

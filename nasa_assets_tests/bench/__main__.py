@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 
+from nasa_assets.defs.settings_spec import SETTINGS
 from nasa_assets_tests import bench as package
 from nasa_assets_tests.bench import img2dataset, paths, whole
 from nasa_assets_tests.bench.procs import ROOT, DoubleControl, start_double, start_moto
@@ -40,8 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--one-page-runs", type=int, default=3,
                         help="one-page runs per path in the dagster dev vs CLI comparison (median; default 3)")
     parser.add_argument("--dequeue-interval", type=int, default=None,
-                        help="dagster dev path: run_queue.dequeue_interval_seconds added to the repo's "
-                             "dagster.dev.yaml (default: the file as it is, i.e. Dagster's 5 s)")
+                        help="dagster dev path: run_queue.dequeue_interval_seconds set in a copy of the "
+                             "repo's dagster.dev.yaml (default: the file as it is)")
     parser.add_argument("--skip-img2dataset", action="store_true", help="leave out img2dataset")
     parser.add_argument("--skip-sequential", action="store_true", help="leave out the sequential loop")
     parser.add_argument("--skip-big", action="store_true", help="leave out the large-image memory run")
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="hits in the double (default: enough for every run, at most 10000)")
     parser.add_argument("--delay", type=float, default=0.05, help="the double's delay per request, seconds")
     parser.add_argument("--image-bytes", type=int, default=300_000, help="size of the served images")
-    parser.add_argument("--concurrency", type=int, default=16, help="DOWNLOAD_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=SETTINGS["DOWNLOAD_CONCURRENCY"].default,
+                        help="DOWNLOAD_CONCURRENCY (default: the project's default, %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="longest wait for one command, seconds")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "latest.md")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

@@ -37,6 +37,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 PAGE_STEPS = "search_results,sampled_manifest,moon_images"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+DATASET_JOB = "moon_dataset_job"  # `python -m nasa_assets run` rebuilds the dataset in a run of its own
 
 
 @dataclass
@@ -104,7 +105,8 @@ def page_range(first: int, last: int) -> str:
 
 def _result(name: str, command: str, measured: Measured, images: int, counts: dict) -> PathResult:
     result = PathResult(name, command, images, measured.seconds, measured.peak_rss_mb,
-                        measured.peak_pss_kb / 1024, measured.cpu_seconds, counts)
+                        measured.peak_pss_kb / 1024, measured.cpu_seconds, counts,
+                        rss_by_step={k: v / 1024 for k, v in measured.phase_peaks.items()})
     if measured.returncode != 0:
         result.error = f"exit {measured.returncode}: {measured.tail(6)}"
     return result
@@ -152,6 +154,7 @@ def cli(bench: Bench, first: int, last: int, name: str = "cli", dataset: bool = 
                      shlex.join(["python", *argv[1:]]), measured, bench.count(bucket, f"{PREFIX}/images/"),
                      bench.control.counts())
     result.phases = run_phases(home, measured.seconds)
+    result.events = event_counts(home)
     result.bucket = bucket
     return result
 
@@ -166,6 +169,7 @@ def materialize(bench: Bench, first: int, last: int, name: str = "materialize") 
                      shlex.join(["dagster", *argv[3:]]), measured, bench.count(bucket, f"{PREFIX}/images/"),
                      bench.control.counts())
     result.phases = run_phases(home, measured.seconds)
+    result.events = event_counts(home)
     return result
 
 
@@ -202,9 +206,13 @@ class DagsterDev:
         self.home = bench.home("dev", ROOT / "dagster.dev.yaml")
         self.instance_note = "the repo's dagster.dev.yaml"
         if dequeue_interval is not None:  # an experiment: how long queued runs wait for the daemon
-            with open(self.home / "dagster.yaml", "a") as instance_file:
-                instance_file.write(f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n")
-            self.instance_note += f" + run_queue.dequeue_interval_seconds: {dequeue_interval}"
+            import yaml
+
+            instance_file = self.home / "dagster.yaml"
+            config = yaml.safe_load(instance_file.read_text())
+            config.setdefault("run_queue", {})["dequeue_interval_seconds"] = dequeue_interval
+            instance_file.write_text(yaml.safe_dump(config))
+            self.instance_note += f" with run_queue.dequeue_interval_seconds: {dequeue_interval}"
         self.env = bench.env(self.bucket, self.home)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -350,6 +358,26 @@ class DagsterDev:
 # --------------------------------------------------------------------------------------------
 
 
+def event_counts(home: Path) -> dict[str, int]:
+    """Events Dagster stored for the latest page run and the dataset rebuild after it (each one is
+    a write to the instance's storage, part of the run's time)."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    counts: dict[str, int] = {}
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            for record in instance.get_run_records(limit=10):  # newest first
+                job = record.dagster_run.job_name
+                if job not in counts:
+                    counts[job] = len(instance.all_logs(record.dagster_run.run_id))
+                if job != DATASET_JOB:
+                    break
+    except Exception:  # a measurement aid: never the reason the bench fails
+        return {}
+    return counts
+
+
 def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | None = None) -> dict[str, float]:
     """The page run's parts: queue and run-worker start, each step, what followed; and for a
     command that runs in process, the command's time outside the run (start-up, imports, exit)."""
@@ -363,14 +391,16 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
                 records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))
             else:
                 recent = instance.get_run_records(limit=10)  # newest first
-                records = [r for r in recent if r.dagster_run.job_name != "moon_dataset_build"][:1]
+                records = [r for r in recent if r.dagster_run.job_name != DATASET_JOB][:1]
             if not records:
                 return phases
             record = records[0]
             # `python -m nasa_assets run` rebuilds moon_dataset in a run of its own afterwards.
             dataset_runs = [] if run_id else [
-                r for r in recent if r.dagster_run.job_name == "moon_dataset_build"
+                r for r in recent if r.dagster_run.job_name == DATASET_JOB
                 and r.create_timestamp >= record.create_timestamp and r.start_time and r.end_time]
+            dataset_steps = [s for r in dataset_runs for s in instance.get_run_step_stats(r.dagster_run.run_id)
+                             if s.start_time and s.end_time]
             steps = sorted((s for s in instance.get_run_step_stats(record.dagster_run.run_id)
                             if s.start_time and s.end_time), key=lambda s: s.start_time)
             kinds = dg.DagsterEventType
@@ -407,7 +437,9 @@ def run_phases(home: Path, wall: float, run_id: str = "", launched_at: float | N
     if end and steps:
         phases["last step to run end"] = end - steps[-1].end_time
     if launched_at is None and start and end and dataset_runs:
-        phases["moon_dataset_build run"] = rebuild
+        phases[f"{DATASET_JOB} run"] = rebuild
+        for step in dataset_steps:
+            phases[f"({step.step_key}"] = step.end_time - step.start_time
     if launched_at is not None and end:
         phases["run end to success seen"] = launched_at + wall - end
     return phases

@@ -9,6 +9,7 @@ as `ps` and most monitors do; the proportional share (PSS) is reported beside it
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -115,17 +116,23 @@ class TreeSampler:
         self.peak_pss_kb = 0
         self.last = Snapshot(0.0, 0, 0, 0)
         self.marks: dict[str, Snapshot] = {}
+        # The step that logged last (see step_of) -> the highest RSS (KiB) sampled while it was.
+        self.phase = "start-up"
+        self.phase_peaks: dict[str, int] = {}
         self.per_process: dict[int, tuple[str, int]] = {}  # pid -> (command line, peak RSS KiB)
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
-    def watch(self, pid: int, session: bool = True) -> None:
+    def watch(self, pid: int) -> None:
+        """Count `pid`, its descendants and its session, for a process started with
+        start_new_session=True: its session id is its pid. (Asking os.getsid right after the start
+        can race the child's setsid and return the caller's own session: every process of the
+        caller, the servers included, was then counted.)"""
         with self._lock:
             self.roots.add(pid)
-            if session:
-                self.sessions.add(os.getsid(pid) if _alive(pid) else pid)
+            self.sessions.add(pid)
 
     def sample(self) -> Snapshot:
         with self._lock:
@@ -143,6 +150,7 @@ class TreeSampler:
                 command, peak = self.per_process.get(pid) or (_cmdline(pid, self.proc), 0)
                 self.per_process[pid] = (command, max(peak, r))
             self.last = snap
+            self.phase_peaks[self.phase] = max(self.phase_peaks.get(self.phase, 0), rss)
             if snap.rss_kb > self.peak.rss_kb:
                 self.peak = snap
             self.peak_pss_kb = max(self.peak_pss_kb, snap.pss_kb)
@@ -152,6 +160,13 @@ class TreeSampler:
         """The highest RSS (KiB) of one process whose command line contains `needle`."""
         with self._lock:
             return max((peak for command, peak in self.per_process.values() if needle in command), default=0)
+
+    def enter(self, phase: str) -> None:
+        """Samples from now on count for `phase` (until the next one)."""
+        if phase != self.phase:
+            self.sample()  # the memory at the end of the previous phase is the previous phase's
+            with self._lock:
+                self.phase = phase
 
     def mark(self, label: str) -> Snapshot:
         """Sample now and keep the figure under `label` (e.g. "after page 10")."""
@@ -181,14 +196,6 @@ def _cmdline(pid: int, proc: Path) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------------------------
 # A measured command
 # --------------------------------------------------------------------------------------------
@@ -204,6 +211,7 @@ class Measured:
     log: Path
     marks: dict[str, Snapshot] = field(default_factory=dict)
     lines: int = 0
+    phase_peaks: dict[str, int] = field(default_factory=dict)  # step -> peak RSS KiB (see step_of)
 
     @property
     def peak_rss_mb(self) -> float:
@@ -211,6 +219,17 @@ class Measured:
 
     def tail(self, lines: int = 15) -> str:
         return tail(self.log, lines)
+
+
+# A Dagster console line of a step: "... - <run id> - [<pid> - ]<step key> - ...". Run-level lines
+# name an event type (upper case) there instead.
+_STEP = re.compile(r" - [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12} - (?:\d+ - )?([a-z_][a-z0-9_]*) - ")
+
+
+def step_of(line: str) -> str | None:
+    """The step key a Dagster log line comes from, if it comes from a step."""
+    found = _STEP.search(line)
+    return found.group(1) if found else None
 
 
 def run_measured(argv: list[str], env: dict, cwd: Path, log: Path, timeout: float,
@@ -233,6 +252,8 @@ def run_measured(argv: list[str], env: dict, cwd: Path, log: Path, timeout: floa
                         break
                     lines += 1
                     out.write(line)
+                    if (step := step_of(line)) is not None:
+                        sampler.enter(step)
                     if on_line is not None:
                         on_line(line, sampler)
                 if time.monotonic() > deadline:
@@ -249,7 +270,7 @@ def run_measured(argv: list[str], env: dict, cwd: Path, log: Path, timeout: floa
                 proc.wait(timeout=30)
         sampler.sample()
     return Measured(proc.returncode, seconds, sampler.peak.rss_kb, sampler.peak_pss_kb,
-                    usage.ru_utime + usage.ru_stime, log, dict(sampler.marks), lines)
+                    usage.ru_utime + usage.ru_stime, log, dict(sampler.marks), lines, dict(sampler.phase_peaks))
 
 
 def _kill_session(pid: int) -> None:

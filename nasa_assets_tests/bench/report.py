@@ -21,6 +21,8 @@ class PathResult:
     cpu_seconds: float | None = None
     requests: dict[str, int] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)  # name -> seconds
+    rss_by_step: dict[str, float] = field(default_factory=dict)  # step that logged last -> peak MB
+    events: dict[str, int] = field(default_factory=dict)  # job -> events Dagster stored for its run
     note: str = ""
     error: str = ""
     bucket: str = ""  # where the path stored its images
@@ -69,9 +71,11 @@ def paths_table(results: list[PathResult]) -> str:
 
 
 def phases_table(results: list[PathResult]) -> str:
-    rows = [[r.name, ", ".join(f"{k} {v:.2f} s" + (")" if k.startswith("(") else "") for k, v in r.phases.items())]
-            for r in results if r.phases]
-    return markdown_table(["path", "where the time goes"], rows)
+    rows = [[r.name, ", ".join([f"{k} {v:.2f} s" + (")" if k.startswith("(") else "") for k, v in r.phases.items()]
+                               + [f"{n} Dagster events stored by {job}" for job, n in r.events.items()]),
+             ", ".join(f"{k} {v:.0f} MB" for k, v in r.rss_by_step.items())]
+            for r in results if r.phases or r.rss_by_step]
+    return markdown_table(["path", "where the time goes", "peak RSS (tree) while each step logged last"], rows)
 
 
 def targets_table(targets: list[Target]) -> str:

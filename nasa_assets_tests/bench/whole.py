@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nasa_assets_tests.bench.paths import PREFIX, Bench, run_phases
+from nasa_assets_tests.bench.paths import PREFIX, Bench, event_counts, run_phases
 from nasa_assets_tests.bench.procs import PYTHON, TreeSampler
 from nasa_assets_tests.bench.report import PathResult, WholeResult
 
@@ -39,7 +39,9 @@ def run(bench: Bench, pages: int) -> WholeResult:
         result = PathResult(command if label == "first" else f"{command} again", " ".join(argv[1:]),
                             now - stored, measured.seconds, measured.peak_rss_mb,
                             measured.peak_pss_kb / 1024, measured.cpu_seconds, bench.control.counts(),
-                            bucket=bucket, phases=run_phases(home, measured.seconds))
+                            bucket=bucket, phases=run_phases(home, measured.seconds),
+                            rss_by_step={k: v / 1024 for k, v in measured.phase_peaks.items()},
+                            events=event_counts(home))
         result.note = "includes the moon_dataset rebuild (a second run)"
         if measured.returncode != 0:
             result.error = f"exit {measured.returncode}: {measured.tail(6)}"

@@ -134,11 +134,15 @@ class Answers:
             self.counts[kind] += 1
             self.requests.append((kind, path))
 
-    def _take_fault(self, kind: str, nasa_id: str | None) -> str | None:
+    def _take_fault(self, kind: str, nasa_id: str | None, page: int | None = None) -> str | None:
         with self._lock:
             queue = self._faults.get(kind)
             if queue:
                 fault = queue.pop(0)
+                if fault is not None:
+                    return str(fault)
+            if kind == "search" and page is not None:
+                fault = self._faults.get("by_page", {}).get(page)
                 if fault is not None:
                     return str(fault)
             if kind == "image" and nasa_id is not None:

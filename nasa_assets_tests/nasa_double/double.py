@@ -18,6 +18,8 @@ class NasaDouble(Answers):
 
     Faults (see ``faults``): ``{kind: [fault, ...]}`` queues one fault per request of that kind
     (None = answer normally); ``by_id: {nasa_id: fault}`` hits every image request of an item;
+    ``by_page: {page: fault}`` hits every search request of a page number (pages of one run are
+    fetched concurrently, so a queue cannot say which page a fault lands on);
     ``always: {kind: fault}`` hits every request of a kind until faults are set again (an outage).
     Faults: "429", "500", "502", "503", "reset", "html", "bomb", "huge", "truncate", "hold",
     "slow:<s>", "redirect:<url>", "trickle:<bytes per s>" (honest Content-Length, slow body) and,
@@ -171,6 +173,7 @@ class NasaDouble(Answers):
         value = dict(value or {})
         normalized: dict = {kind: list(value.pop(kind, []) or []) for kind in ("search", "collection", "image")}
         normalized["by_id"] = dict(value.pop("by_id", {}) or {})
+        normalized["by_page"] = {int(k): v for k, v in (value.pop("by_page", {}) or {}).items()}
         # kind -> fault applied to every request of that kind until the faults are set again
         normalized["always"] = dict(value.pop("always", {}) or {})
         for kind, items in value.items():

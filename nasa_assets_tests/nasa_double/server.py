@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 _JSON_TYPE = "application/json; charset=UTF-8"
 _KINDS = ("search", "collection", "image", "metadata", "other")
@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             kind, target = "other", None
         double._record(kind, self.path)
-        fault = double._take_fault(kind, nasa_id)
+        fault = double._take_fault(kind, nasa_id, _search_page(split.query) if kind == "search" else None)
         if double.delay > 0:
             double._delay_one()
 
@@ -242,3 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"reason": f"{type(exc).__name__}: {exc}"})
             return
         self._send_json(200, double.stats())
+
+
+def _search_page(query: str) -> int | None:
+    """The page number a search request asks for, when it is one."""
+    value = parse_qs(query).get("page", [""])[0]
+    return int(value) if value.isdigit() else None

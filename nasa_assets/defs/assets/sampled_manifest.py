@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from nasa_assets.dataset import manifest, markdown, tables
+from nasa_assets.dataset.pages import page_ranges
 from nasa_assets.dataset.validation import manifest_problems, rejection_budget
 from nasa_assets.dataset.datasets import DatasetSpec
 from nasa_assets.defs.assets.pages import MOON, key_of, page_asset_options, page_output
@@ -137,7 +138,7 @@ def sample_pages(context: dg.AssetExecutionContext, search_results, nasa: NasaAp
                          "rejected": len(rejected), "row_count": len(kept),
                          "unresolved": len(sampled[key]) - len(kept)}
         all_rejected += rejected
-        context.log.info(f"page {key}: {per_page[key]}")
+    context.log.info(_summary(per_page))
     context.log.info(f"{looked_up} collection.json look-ups (other items list their renditions, "
                      f"or are unchanged since the earlier manifest); {forgotten} earlier image URLs not "
                      f"reused because they failed with HTTP 403/404/410")
@@ -176,6 +177,16 @@ def sample_pages(context: dg.AssetExecutionContext, search_results, nasa: NasaAp
             ],
         },
     )
+
+
+def _summary(per_page: dict[str, dict]) -> str:
+    """One log line for the step's pages (a line per page would be an event per page in Dagster's
+    storage; each page's figures are on its materialization), naming the pages that lost items."""
+    names = ("items", "valid", "sampled", "rejected", "unresolved")
+    totals = {name: sum(counts[name] for counts in per_page.values()) for name in names}
+    lossy = [k for k, c in per_page.items() if c["rejected"]]
+    return (f"pages {page_ranges(per_page)}: " + ", ".join(f"{v} {k}" for k, v in totals.items())
+            + (f"; pages with rejected items: {page_ranges(lossy)}" if lossy else ""))
 
 
 sampled_manifest = sampled_manifest_asset()

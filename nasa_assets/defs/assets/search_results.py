@@ -1,8 +1,8 @@
 import dagster as dg
 
 from nasa_assets.dataset import tables
-from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, page_number
 from nasa_assets.dataset.datasets import DatasetSpec
+from nasa_assets.dataset.pages import MAX_PAGES, PAGE_SIZE, fetch_pages, page_number, page_ranges
 from nasa_assets.defs.assets.pages import MOON, page_asset_options, page_output
 from nasa_assets.defs.resources import NasaApiResource
 from nasa_assets.nasa.parsing import SearchPage, parse_items, short_page_problem
@@ -50,18 +50,26 @@ def fetch_search_pages(
     context: dg.AssetExecutionContext, nasa: NasaApiResource, query: str
 ) -> dg.Output:
     client = nasa.client()
+    keys = context.partition_keys
+    # Every page is fetched and checked before any table is returned: one bad page fails the step.
+    pages = fetch_pages(keys, lambda key: fetch_checked_page(client, query, key, context.log, len(keys)))
     frames, per_page = {}, {}
-    for key in context.partition_keys:
-        page = fetch_checked_page(client, query, key, context.log, len(context.partition_keys))
+    for key, page in pages.items():
         rows = parse_items(page.items, page_number(key))
         frames[key] = tables.frame("search_results", rows)
         # Past the API's cap the answer carries no total: None, not a made-up number.
         per_page[key] = {"row_count": len(rows), "total_hits": None if page.exhausted else page.total_hits}
-        context.log.info(f"page {key}: {len(rows)} items (total_hits {page.total_hits})")
+    # One line for the step, not one per page: each log line is an event Dagster writes to its
+    # storage, and every page's figures are on its own materialization anyway.
+    empty = [k for k, m in per_page.items() if not m["row_count"]]
+    hits = {m["total_hits"] for m in per_page.values()} - {None}
+    context.log.info(f"pages {page_ranges(per_page)}: {sum(m['row_count'] for m in per_page.values())} items"
+                     f" (total_hits {', '.join(map(str, sorted(hits))) or 'none'})"
+                     + (f"; empty: {page_ranges(empty)}" if empty else ""))
     return page_output(context, frames, per_page, {
         "query": query,
         "pages_in_run": list(frames),
-        "empty_pages_in_run": [k for k, m in per_page.items() if not m["row_count"]],
+        "empty_pages_in_run": empty,
         "api_requests": client.api_requests,
     })
 
