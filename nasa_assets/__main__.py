@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env", override=False)
+    from nasa_assets.defs.allocators import use_lean_allocators
+
+    use_lean_allocators()  # after .env, which may set them; before any table or download thread
     return run(args.pages, with_dataset=not args.no_dataset, dataset=args.dataset)
 
 

@@ -1,7 +1,12 @@
 """What `python -m nasa_assets run` prints before the run, without connecting to the store."""
 
+import os
+import subprocess
+import sys
+
 from dagster_aws.s3 import S3Resource
 
+from nasa_assets.defs.allocators import use_lean_allocators
 from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
 
 
@@ -37,3 +42,23 @@ def test_one_s3_client_per_configuration_in_a_process(s3_server, s3_bucket):
     # The shared client works: a write through one store is read through another.
     first.store().put_bytes("probe.txt", b"shared")
     assert again.store().get_bytes("probe.txt") == b"shared"
+
+
+def _env_after(module: str) -> list[str]:
+    code = (f"import os, {module}; "
+            "print(os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), os.environ.get('MALLOC_ARENA_MAX'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_allocator_defaults_belong_to_the_code_location_not_to_a_reader_of_the_dataset():
+    assert _env_after("nasa_assets.dataset") == ["None", "None"]
+    assert _env_after("nasa_assets.definitions") == ["system", "None"]
+
+
+def test_an_allocator_chosen_explicitly_stays(monkeypatch):
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    use_lean_allocators()
+    assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
