@@ -26,7 +26,7 @@ PAGES = [ROOT / "README.md", ROOT / "deploy" / "README.md", *DOCS]
 
 # Documented because users set them, but read by boto3 rather than by the package.
 READ_BY_BOTO3 = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-# Read by a library; nasa_assets/__init__.py only sets a default (docs/performance.md says why).
+# Read by a library; nasa_assets/defs/allocators.py only sets a default (docs/performance.md says why).
 DEFAULTED_FOR_LIBRARIES = {"ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX"}
 # Every function that turns environment variables into settings; a setting read elsewhere makes
 # test_every_documented_setting_is_read_by_a_known_reader fail until its reader is added here.

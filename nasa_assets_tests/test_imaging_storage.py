@@ -112,12 +112,23 @@ def test_jpeg_with_comments_before_sof_in_every_chunking_is_measured():
 @pytest.mark.parametrize(("mode", "options"), [
     ("RGB", {}), ("RGB", {"progressive": True}), ("L", {}), ("CMYK", {}),
     ("RGB", {"exif": b"Exif\x00\x00" + b"e" * 60000}),
+    # A thumbnail inside the EXIF segment has a frame header of its own, of another size.
+    ("RGB", {"exif": b"Exif\x00\x00" + encode(noise(7, 5), "JPEG")}),
 ])
 def test_jpeg_size_read_without_pillow_matches_pillow(mode, options):
     data = encode(noise(33, 21).convert(mode), "JPEG", **options)
     facts = measure_stream([data], max_bytes=MB)
     with Image.open(io.BytesIO(data)) as image:
         assert (facts.width, facts.height, facts.format) == (*image.size, "JPEG")
+
+
+def test_a_12_bit_jpeg_is_left_to_pillow_which_refuses_it():
+    data = bytearray(encode(noise(33, 21), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 4] = 12  # the frame's sample precision
+    with pytest.raises(ImageRejected) as caught:
+        measure_stream([bytes(data)], max_bytes=MB)
+    assert caught.value.reason == "not a decodable image"
 
 
 def test_a_jpeg_mostly_made_of_segments_before_its_frame_is_measured_without_holding_them():

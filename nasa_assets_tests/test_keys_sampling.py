@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import signal
 import threading
 import time
 from collections import Counter
@@ -341,6 +342,34 @@ def test_fetch_pages_raises_the_first_failure_and_starts_no_further_page():
     with pytest.raises(ValueError, match="page 0001 is short"):
         fetch_pages(keys, fetch, workers=2)
     assert "0001" in started and len(started) <= 3
+
+
+class _Stopped(BaseException):
+    """What Dagster raises in the run worker's main thread when a run is terminated."""
+
+
+def test_fetch_pages_stopped_while_waiting_starts_no_further_page():
+    keys = [page_key(p) for p in range(1, 41)]
+    started, release = [], threading.Event()
+
+    def fetch(key):
+        started.append(key)
+        release.wait(5)
+        return key
+
+    def stop(*_):
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(_Stopped):
+            fetch_pages(keys, fetch, workers=4)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        release.set()
+    assert len(started) == 4  # the four in flight when the run was stopped; none of the 36 queued
 
 
 def test_seeded_sample_is_the_same_every_time_and_bounded():

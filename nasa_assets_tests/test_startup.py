@@ -6,7 +6,6 @@ import sys
 
 from dagster_aws.s3 import S3Resource
 
-from nasa_assets.defs.allocators import use_lean_allocators
 from nasa_assets.defs.resources import LocalDatasetStorage, S3DatasetStorage
 
 
@@ -44,9 +43,10 @@ def test_one_s3_client_per_configuration_in_a_process(s3_server, s3_bucket):
     assert again.store().get_bytes("probe.txt") == b"shared"
 
 
-def _env_after(module: str) -> list[str]:
-    code = (f"import os, {module}; "
-            "print(os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), os.environ.get('MALLOC_ARENA_MAX'))")
+def _allocators_after(module: str) -> list[str]:
+    """What a fresh process that imports `module` and then makes a table allocates with."""
+    code = (f"import os, {module}, pandas, pyarrow; pandas.DataFrame({{'a': [1]}}).to_parquet(os.devnull); "
+            "print(pyarrow.default_memory_pool().backend_name, os.environ.get('MALLOC_ARENA_MAX'))")
     env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -54,11 +54,5 @@ def _env_after(module: str) -> list[str]:
 
 
 def test_allocator_defaults_belong_to_the_code_location_not_to_a_reader_of_the_dataset():
-    assert _env_after("nasa_assets.dataset") == ["None", "None"]
-    assert _env_after("nasa_assets.definitions") == ["system", "None"]
-
-
-def test_an_allocator_chosen_explicitly_stays(monkeypatch):
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
-    use_lean_allocators()
-    assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+    assert _allocators_after("nasa_assets.dataset")[0] != "system"  # pyarrow's own default stays
+    assert _allocators_after("nasa_assets.definitions") == ["system", "None"]

@@ -177,9 +177,11 @@ def _jpeg_size(f) -> tuple[int, int] | None:
         if length < 2:
             return None
         if marker[0] in _JPEG_FRAMES:
-            frame = f.read(5)
+            frame = f.read(6)  # precision, height, width, components
+            if len(frame) < 6 or frame[0] != 8 or frame[5] not in (1, 3, 4):
+                return None  # 12-bit or odd component counts: Pillow judges (and refuses) those
             height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
-            return (width, height) if len(frame) == 5 and width and height else None
+            return (width, height) if width and height else None
         f.seek(length - 2, 1)
 
 

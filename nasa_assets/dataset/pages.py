@@ -71,14 +71,18 @@ def page_ranges(keys: Iterable[str]) -> str:
 
 def fetch_pages(keys: list[str], fetch: Callable[[str], object], workers: int = SEARCH_CONCURRENCY) -> dict:
     """{key: fetch(key)} in the order of `keys`, at most `workers` at a time. The first failure is
-    raised as soon as it happens, and pages not yet started are not fetched."""
+    raised as soon as it happens, and pages not yet started are not fetched; the same when the run
+    is stopped (an interrupt while waiting), so a terminated backfill asks NASA for nothing more."""
     if len(keys) <= 1 or workers <= 1:
         return {key: fetch(key) for key in keys}
-    with ThreadPoolExecutor(max_workers=min(workers, len(keys)), thread_name_prefix="search") as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(keys)), thread_name_prefix="search")
+    try:
         futures = {key: pool.submit(fetch, key) for key in keys}
         done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures.values() if f in done and f.exception() is not None), None)
         if failed is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
             raise failed.exception()
         return {key: future.result() for key, future in futures.items()}
+    finally:
+        # Also on an interrupt: queued pages are dropped, pages in flight end on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
