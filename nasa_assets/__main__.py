@@ -163,10 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-dataset", action="store_true", help="skip rebuilding moon_dataset, its card and its WebDataset export afterwards"
     )
     args = parser.parse_args(argv)
+    # Before run() imports the code location, whose allocator defaults then see .env's values.
     load_dotenv(Path.cwd() / ".env", override=False)
-    from nasa_assets.defs.allocators import use_lean_allocators
-
-    use_lean_allocators()  # after .env, which may set them; before any table or download thread
     return run(args.pages, with_dataset=not args.no_dataset, dataset=args.dataset)
 
 
