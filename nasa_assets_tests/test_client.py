@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from nasa_assets.dataset.fetch import download_to_store
+from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.dataset.manifest import listed_renditions
 from nasa_assets.nasa.client import (
     BREAKER_THRESHOLD,
@@ -21,6 +22,7 @@ from nasa_assets.nasa.client import (
     NasaClient,
     describe_transient,
 )
+from nasa_assets.nasa import transport
 from nasa_assets.nasa.ratelimit import RateLimiter
 from nasa_assets.nasa.urls import parse_allowed_hosts
 from nasa_assets.storage import LocalStore
@@ -267,3 +269,17 @@ def test_backoff_has_jitter_and_a_ceiling(nasa_double):
     assert client._delay(0, response("3600")) == 4.0  # a hostile Retry-After is capped
     assert 0 <= client._delay(0, response("Wed, 21 Oct 2015 07:28:00 GMT")) <= 4.0  # in the past
     assert 0 <= client._delay(0, response("soon")) <= BACKOFF  # unparsable: plain backoff
+
+
+def test_the_retry_backoff_defaults_to_half_a_second_doubling_and_is_configurable(monkeypatch):
+    """Each wait's ceiling, the jitter taken out: NASA_RETRY_BACKOFF_SECONDS * 2**n, at most 30 s.
+    The other tests set it small where they are not about the wait."""
+    monkeypatch.setattr(transport.random, "uniform", lambda low, high: high)
+    default = resources_from_env({})["nasa"]
+    assert [default.client()._delay(n) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert default.probe_client()._delay(0) == BACKOFF  # a sensor tick's client too
+    small = resources_from_env({"NASA_RETRY_BACKOFF_SECONDS": "0.02"})["nasa"]
+    assert [small.client()._delay(n) for n in range(3)] == [0.02, 0.04, 0.08]
+    assert resources_from_env({"NASA_RETRY_BACKOFF_SECONDS": "0"})["nasa"].client()._delay(5) == 0
+    with pytest.raises(ValueError, match="^NASA_RETRY_BACKOFF_SECONDS must be from 0 to 30"):
+        resources_from_env({"NASA_RETRY_BACKOFF_SECONDS": "31"})

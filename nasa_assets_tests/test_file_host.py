@@ -37,11 +37,6 @@ def make_client(host: str, sleeps: list | None = None, **options) -> NasaClient:
                       sleep=sleeps.append if sleeps is not None else time.sleep, **options)
 
 
-def image_url(double, position: int = 5) -> tuple[str, str]:
-    nasa_id = double.corpus()[position]["data"][0]["nasa_id"]
-    return nasa_id, f"{double.base_url}/image/{nasa_id}/{nasa_id}~large.jpg"
-
-
 class Script:
     """A handler answering GETs from a list of (status, headers, body), the last one repeated;
     every request path is recorded."""
@@ -68,16 +63,20 @@ class Script:
         return Scripted
 
 
-def trickling(body: bytes, per_byte: float = 0.2):
-    """A handler sending ``body`` with an honest Content-Length, one byte every ``per_byte`` s."""
+def trickling(body: bytes, per_byte: float = 0.2, content_type: str = "application/json",
+              paths: list | None = None):
+    """A handler sending ``body`` with an honest Content-Length, one byte every ``per_byte`` s;
+    each request's path goes to ``paths``."""
 
     class Trickle(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
+            if paths is not None:
+                paths.append(self.path)
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             try:
@@ -219,30 +218,38 @@ def test_an_answer_over_the_size_cap_is_refused_while_streaming(with_length):
 # --- the whole-response deadline ------------------------------------------------------------------
 
 
-def test_a_trickling_image_gives_up_after_its_attempts_and_stores_nothing(nasa_double, tmp_path):
-    sleeps = []
-    client = make_client(nasa_double.host, sleeps, read_timeout=3.0, download_timeout=1.0)
-    nasa_id, url = image_url(nasa_double)
-    nasa_double.faults = {"by_id": {nasa_id: "trickle:4"}}  # 4 bytes a second: no read times out
-    with pytest.raises(FetchError) as raised:
-        bounded(lambda: download_to_store(client, LocalStore(tmp_path), url, "images/x.jpg", 10 * MB), 60)
-    assert raised.value.reason == "download took longer than NASA_DOWNLOAD_TIMEOUT=1 s; gave up after 3 attempts"
-    assert nasa_double.counts["image"] == 3 and len(sleeps) == 2
+def test_a_trickling_image_gives_up_after_its_attempts_and_stores_nothing(tmp_path):
+    sleeps, paths = [], []
+    # 20 bytes a second: no read times out, and the 4 KB body would take minutes. (The double's
+    # trickle fault sends once a second, so each attempt would cost a second; it is exercised by
+    # the page test below.)
+    image = b"\xff\xd8\xff\xe0" + bytes(4_000)
+    with serving(trickling(image, per_byte=0.05, content_type="image/jpeg", paths=paths)) as host:
+        client = make_client(host, sleeps, read_timeout=3.0, download_timeout=0.1)
+        url = f"http://{host}/image/X/X~large.jpg"
+        with pytest.raises(FetchError) as raised:
+            bounded(lambda: download_to_store(client, LocalStore(tmp_path), url, "images/x.jpg", 10 * MB), 60)
+    assert raised.value.reason == "download took longer than NASA_DOWNLOAD_TIMEOUT=0.1 s; gave up after 3 attempts"
+    assert paths == ["/image/X/X~large.jpg"] * 3 and len(sleeps) == 2
     assert not (tmp_path / "images").exists()
 
 
 def test_a_trickling_search_page_or_collection_json_times_out():
-    with serving(trickling(b'{"collection": {"items": []}}' * 10)) as host:
-        client = make_client(host, [], download_timeout=0.5, max_retries=1)
+    # 15 s for the whole body, cut off at 0.1 s (at once, if the machine stalls the headers).
+    with serving(trickling(b'{"collection": {"items": []}}' * 10, per_byte=0.05)) as host:
+        client = make_client(host, [], download_timeout=0.1, max_retries=1)
         with pytest.raises(NasaApiError, match="^search page 1: GET .* failed after 2 attempts: download took "
-                                               "longer than NASA_DOWNLOAD_TIMEOUT=0.5 s$"):
+                                               "longer than NASA_DOWNLOAD_TIMEOUT=0.1 s$"):
             bounded(lambda: client.search_page("moon", 1), 60)
         with pytest.raises(FetchError, match="failed after 2 attempts: download took longer than"):
             bounded(lambda: client.collection(f"http://{host}/c.json"), 60)
 
 
 def test_a_page_with_trickling_images_stores_the_others_and_fails_those(tmp_path, nasa_double):
-    env = local_env(nasa_double, tmp_path, NASA_DOWNLOAD_TIMEOUT="2", NASA_MAX_RETRIES="1")
+    # 2 s keeps a normal image well clear of the deadline on a busy machine; the retry waits
+    # are not what is asserted.
+    env = local_env(nasa_double, tmp_path, NASA_DOWNLOAD_TIMEOUT="2", NASA_MAX_RETRIES="1",
+                    NASA_RETRY_BACKOFF_SECONDS="0.01")
     ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()[:100]]
     slow = ids[3:7]
     nasa_double.faults = {"by_id": {nasa_id: "trickle:1" for nasa_id in slow}}

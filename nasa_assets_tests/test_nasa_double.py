@@ -512,8 +512,14 @@ def test_trickle_fault_sends_the_whole_body_slowly_with_an_honest_length(nasa_do
         first = resp.raw.read(1)
         # One byte a second: each read gets bytes well within the read timeout, never the body.
         assert first and time.monotonic() - started < 3
+    # The whole body, byte for byte. Unpadded, the image is one chunk, and the double sends at
+    # most one slice of a chunk a second, so the padded 4000 bytes (three chunks) would take 3 s.
+    nasa_double.image_bytes = None
+    plain = requests.get(url, timeout=10).content
     nasa_double.faults["image"] = ["trickle:1000000"]
-    assert len(requests.get(url, timeout=10).content) == 4_000
+    trickled = requests.get(url, timeout=10)
+    assert trickled.content == plain and trickled.headers["Content-Length"] == str(len(plain))
+    assert nasa_double.faults["image"] == []  # the trickle was served, not skipped
 
 
 def test_html_fault_lies_about_content_type(nasa_double):

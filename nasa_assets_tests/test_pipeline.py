@@ -241,6 +241,7 @@ def test_a_page_survives_every_transient_fault(target, nasa_double):
     # Exact request counts below: a normal request must never time out, even when a busy 2-core
     # machine stalls it for seconds, while the slow faults always do.
     env["NASA_READ_TIMEOUT"] = "3"
+    env["NASA_RETRY_BACKOFF_SECONDS"] = "0.01"  # counts are asserted here, waits in test_client.py
     image_faults = ["429", "500", "502", "503", "reset", "truncate", "slow:8", "truncate"]
     nasa_double.faults = {
         "search": ["503", "reset", "truncate"],

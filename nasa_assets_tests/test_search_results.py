@@ -7,6 +7,8 @@ from nasa_assets.nasa.parsing import SearchPage, expected_items, short_page_prob
 from nasa_assets_tests.helpers import materialize_pages, read_table
 
 TABLES = ("search_results", "sampled_manifest", "moon_images", "rejected")
+# What is asserted is how many answers were asked for, not how long was waited between them.
+QUICK_RETRIES = {"NASA_RETRY_BACKOFF_SECONDS": "0.01"}
 
 
 def snapshot(reader, pages) -> dict[str, bytes]:
@@ -42,7 +44,7 @@ def test_a_short_page_is_named_and_a_full_or_trailing_one_is_not():
 
 def test_an_empty_answer_overwrites_nothing_and_fails_the_run(target, nasa_double):
     env, reader = target
-    env = env | {"NASA_MAX_RETRIES": "2"}
+    env = env | QUICK_RETRIES | {"NASA_MAX_RETRIES": "2"}
     assert materialize_pages(env, "0002").success
     before = snapshot(reader, ["0002"])
     assert len(before["images"]) == 100
@@ -64,7 +66,7 @@ def test_an_empty_answer_overwrites_nothing_and_fails_the_run(target, nasa_doubl
 def test_one_empty_answer_followed_by_a_good_one_is_a_transient_error(target, nasa_double):
     env, reader = target
     nasa_double.faults = {"search": ["empty"]}
-    result = materialize_pages(env | {"NASA_MAX_RETRIES": "2"}, "0002")
+    result = materialize_pages(env | QUICK_RETRIES | {"NASA_MAX_RETRIES": "2"}, "0002")
     assert result.success
     assert nasa_double.counts["search"] == 2
     assert len(read_table(reader.get("search_results/0002.parquet"))) == 100
@@ -73,7 +75,7 @@ def test_one_empty_answer_followed_by_a_good_one_is_a_transient_error(target, na
 
 def test_one_bad_page_of_a_range_run_fails_the_run_and_writes_no_page(target, nasa_double):
     env, reader = target
-    env = env | {"NASA_MAX_RETRIES": "1"}
+    env = env | QUICK_RETRIES | {"NASA_MAX_RETRIES": "1"}
     pages = ["0001", "0002", "0003"]
     assert materialize_pages(env, "0001", "0003").success
     before = snapshot(reader, pages)

@@ -33,6 +33,7 @@ class NasaApiResource(dg.ConfigurableResource):
         "NASA_FILE_HOST_PAUSE_SECONDS", "Seconds a step pauses its file-host requests after repeated failures."
     )
     max_retries: int = field_for("NASA_MAX_RETRIES", "Retries of 429/5xx/connection errors, with backoff.")
+    retry_backoff: float = field_for("NASA_RETRY_BACKOFF_SECONDS", "Ceiling of the first jittered retry wait.")
     pool_size: int = field_for("DOWNLOAD_CONCURRENCY", "Pooled connections; match DOWNLOAD_CONCURRENCY.")
 
     _client: NasaClient | None = PrivateAttr(default=None)
@@ -66,6 +67,7 @@ class NasaApiResource(dg.ConfigurableResource):
             read_timeout=read_timeout,
             download_timeout=download_timeout or self.download_timeout,
             max_retries=max_retries,
+            backoff=self.retry_backoff,
             max_backoff=max_backoff,
             breaker_pause=self.file_host_pause,
             pool_size=self.pool_size,

@@ -85,6 +85,7 @@ def resources_from_env(env: Mapping[str, str]) -> dict:
             download_timeout=_value(env, "NASA_DOWNLOAD_TIMEOUT"),
             file_host_pause=_value(env, "NASA_FILE_HOST_PAUSE_SECONDS"),
             max_retries=_value(env, "NASA_MAX_RETRIES"),
+            retry_backoff=_value(env, "NASA_RETRY_BACKOFF_SECONDS"),
             pool_size=concurrency,
         ),
         "settings": DatasetSettings(

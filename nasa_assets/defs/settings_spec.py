@@ -12,6 +12,7 @@ from pydantic import Field
 
 from nasa_assets.dataset.markdown import table
 from nasa_assets.dataset.refresh import DEFAULT_DROP_SHARE
+from nasa_assets.nasa.transport import MAX_BACKOFF
 
 # Longest wait between two repairs of a page that can be configured: 30 days.
 MAX_BACKOFF_SECONDS = 30 * 86400
@@ -96,6 +97,11 @@ SETTINGS_LIST = (
             "counts as failed (and is retried)", 0.1),
     _count("NASA_MAX_RETRIES", 4, "retries of a request after 429/5xx, a reset, a timeout or a "
            "truncated body", low=0),
+    _number("NASA_RETRY_BACKOFF_SECONDS", 0.5, "the ceiling of the wait before the first such retry, "
+            "doubled per further attempt up to 30 s; each wait is random below it, unless the answer's "
+            "`Retry-After` says how long; raise it for a tightly rate-limited key or a flaky proxy, `0` "
+            "retries at once (see [retries](failure-behaviour.md#flaky-network-retries-and-their-bounds))",
+            0, MAX_BACKOFF),
     _number("NASA_DOWNLOAD_TIMEOUT", 600, "seconds one request attempt (search page, collection.json, "
             "image) may take, whole body included; a trickling body is cut off there and retried (see "
             f"[failure behaviour]({_DOCS}#file-host-outages-slow-downloads-and-limits-per-request))", 0.1),

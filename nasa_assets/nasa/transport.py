@@ -34,6 +34,8 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 # Consecutive failures after which a step stops sending requests to the file host and pauses.
 BREAKER_THRESHOLD = 10
 USER_AGENT = "nasa_assets/0.1 (+https://github.com/; dataset builder)"
+# The longest wait before a retry, Retry-After included: longer would hold a step for nothing.
+MAX_BACKOFF = 30.0
 
 
 class Transport:
@@ -52,7 +54,7 @@ class Transport:
         download_timeout: float = 600.0,
         max_retries: int = 4,
         backoff: float = 0.5,
-        max_backoff: float = 30.0,
+        max_backoff: float = MAX_BACKOFF,
         breaker_pause: float = 30.0,
         pool_size: int = 16,
         sleep: Callable[[float], None] = time.sleep,
