@@ -79,8 +79,9 @@ def test_module_run_prints_where_the_data_went(tmp_path, nasa_double):
 def test_module_run_of_another_dataset_fills_its_own_folder(tmp_path, nasa_double, cli):
     mars_ids = nasa_double.add_query("mars", 130)
     (tmp_path / "datasets.yaml").write_text("datasets:\n  - {name: mars, query: mars}\n")
-    code, out, err = cli(["run", "--pages", "1", "--dataset", "mars"],
-                         **_settings(nasa_double, tmp_path / "data"), NASA_DATASETS_FILE="datasets.yaml")
+    settings = _settings(nasa_double, tmp_path / "data")
+    code, out, err = cli(["run", "--pages", "1", "--dataset", "mars"], **settings,
+                         NASA_DATASETS_FILE="datasets.yaml")
     assert code == 0, err[-3000:]
     mars = (tmp_path / "data" / "mars").resolve()
     assert "0001 mars/moon_images: 100 stored, 0 already stored, 0 failed" in out
@@ -91,7 +92,8 @@ def test_module_run_of_another_dataset_fills_its_own_folder(tmp_path, nasa_doubl
     assert nasa_double.counts["search"] == 1
 
 
-def test_module_run_names_a_bad_datasets_file_or_dataset_without_a_traceback(tmp_path, nasa_double, cli):
+def test_module_run_names_a_bad_datasets_file_or_dataset_without_a_traceback(
+        tmp_path, nasa_double, cli):
     (tmp_path / "datasets.yaml").write_text("datasets:\n  - {name: mars, query: mars, sampling: 2}\n")
     for argv, extra, message in [
         ([], {"NASA_DATASETS_FILE": "datasets.yaml"},

@@ -158,7 +158,8 @@ def test_killed_run_then_rerun_ends_complete(nasa_double, side, tmp_path, monkey
 
     nasa_double.configure(delay=0.0)
     nasa_double.reset_counts()
-    assert _rerun_in_process(nasa_double, side, tmp_path, monkeypatch) == 0, capfd.readouterr().err[-3000:]
+    rerun = _rerun_in_process(nasa_double, side, tmp_path, monkeypatch)
+    assert rerun == 0, capfd.readouterr().err[-3000:]
 
     manifest = side.table("sampled_manifest/0001.parquet")
     images = side.table("moon_images/0001.parquet")
