@@ -24,8 +24,13 @@ def run(pages: str, with_dataset: bool = True, dataset: str = "moon") -> int:
 
     try:
         keys = parse_page_range(pages)
-        from nasa_assets.definitions import defs  # reads the environment, may reject a setting
+        # Importing the code location applies its allocator defaults (main read .env before). The
+        # definitions are built from the environment as it is now, not taken from that import, so
+        # main() called again in one process (the tests do) sees the settings it was given.
+        from nasa_assets.definitions import definitions_from_env
         from nasa_assets.defs.settings import datasets_from_env
+
+        defs = definitions_from_env(os.environ)  # may reject a setting
 
         specs = {spec.name: spec for spec in datasets_from_env(os.environ)}
     except ValueError as error:

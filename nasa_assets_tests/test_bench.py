@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nasa_assets_tests.bench.procs import TreeSampler, memory_kb, parse_stat, run_measured, step_of, tree
 from nasa_assets_tests.bench.report import (
     PathResult,
@@ -134,6 +136,9 @@ def test_whole_targets_need_zero_downloads_and_collection_lookups_on_the_rerun()
     assert targets["re-run: collection.json requests"].met is False
 
 
+# System tier: it runs the benchmark tool end to end, every entry point as its own process, like the
+# other system tests; `make test` (CI) still runs it.
+@pytest.mark.system
 def test_bench_runs_tiny_and_prints_its_table(tmp_path):
     """Counts, not timings: every image stored once, then nothing fetched again."""
     output = tmp_path / "latest.md"
@@ -208,6 +213,9 @@ def test_median_of_one_page_runs_keeps_every_time_and_never_hides_a_failure():
     assert median(broken).name == "b"
 
 
+# System tier: it runs the benchmark tool end to end, every entry point as its own process, like the
+# other system tests; `make test` (CI) still runs it.
+@pytest.mark.system
 def test_exports_bench_runs_tiny_and_reports_each_step():
     proc = subprocess.run(
         [sys.executable, "-m", "nasa_assets_tests.bench_exports", "--images", "1", "--repeat", "1",

@@ -2,7 +2,8 @@
 produces: logs and console output, the run's events and metadata, the instance's databases (run
 configuration and snapshots included), exception messages, stored Parquet, object keys or the
 stored URLs. Both a successful run (with failed images) and a failing one (the API answering 500
-until the client gives up) are searched, in-process and as `python -m nasa_assets run`.
+until the client gives up) are searched, in-process and as `python -m nasa_assets run` (the
+successful one through the command's main() in this process, the failing one as a real child).
 
 The double records the api_key it receives (the server side), which proves the key was sent."""
 
@@ -19,6 +20,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from nasa_assets.__main__ import main
 from nasa_assets_tests.helpers import double_env, materialize_pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +29,7 @@ NASA_KEY = "nasaKEY7f3a9c2e5b1d"
 AWS_ID = "AKIAQSECRETID4242XYZ"
 AWS_SECRET = "awsSECRETvalue9d8c7b6a5f4e3d2c1b0aZZ"
 SECRETS = (NASA_KEY, AWS_ID, AWS_SECRET)
+PROJECT_SETTINGS = ("NASA_", "S3_", "DAGSTER_")  # none from this process reaches a command-line run
 
 
 @pytest.fixture
@@ -152,19 +155,29 @@ def test_in_process_runs_leak_no_secret(nasa_double, storage, tmp_path, capfd):
 
 
 @pytest.mark.parametrize("storage", ["s3"], indirect=True)  # the in-process test covers both
-def test_command_line_runs_leak_no_secret(nasa_double, storage, tmp_path):
+def test_command_line_runs_leak_no_secret(nasa_double, storage, tmp_path, monkeypatch, capfd):
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NASA_", "S3_", "DAGSTER_"))}
-    env.update(double_env(nasa_double), **storage.env, NASA_API_KEY=NASA_KEY, NASA_MAX_RETRIES="1",
-               DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT))
+    settings = {**double_env(nasa_double), **storage.env, "NASA_API_KEY": NASA_KEY,
+                "NASA_MAX_RETRIES": "1", "DAGSTER_HOME": str(home)}
     first_id = nasa_double.corpus()[3]["data"][0]["nasa_id"]
     nasa_double.faults = {"by_id": {first_id: "503"}}
 
-    ok = subprocess.run([sys.executable, "-m", "nasa_assets", "run", "--pages", "1"], cwd=tmp_path,
-                        env=env, capture_output=True, text=True, timeout=180)
-    assert ok.returncode == 0, ok.stderr[-3000:]
-    assert "1 failed" in ok.stdout
+    # The successful run (page, failed image, dataset, card, WebDataset export, summary lines) is
+    # the command's main() in this process, with the same settings and working directory.
+    for name in [n for n in os.environ if n.startswith(PROJECT_SETTINGS)]:
+        monkeypatch.delenv(name)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    ok_code = main(["run", "--pages", "1"])
+    ok = capfd.readouterr()
+    assert ok_code == 0, ok.err[-3000:]
+    assert "1 failed" in ok.out
+    # The failing run is a real child process: its error output (step failure, search hint,
+    # dataset line) as a user sees it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_SETTINGS)}
+    env.update(settings, PYTHONPATH=str(ROOT))
     nasa_double.faults = {"search": ["500"] * 10}
     failed = subprocess.run([sys.executable, "-m", "nasa_assets", "run", "--pages", "2"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=180)
@@ -172,6 +185,6 @@ def test_command_line_runs_leak_no_secret(nasa_double, storage, tmp_path):
     assert "step search_results failed" in failed.stderr and "HTTP 500" in failed.stderr
     assert_key_was_sent(nasa_double)
 
-    assert_no_secret([ok.stdout, ok.stderr, failed.stdout, failed.stderr], "the command's output")
+    assert_no_secret([ok.out, ok.err, failed.stdout, failed.stderr], "the command's output")
     assert_no_secret(database_texts(home), "the instance's files")
     assert_no_secret(storage.texts(), "stored objects, their keys, Parquet rows and URLs")
