@@ -134,6 +134,7 @@ def test_module_run_rejects_bad_pages_without_a_traceback(tmp_path, nasa_double,
 def test_module_run_reports_an_unreachable_api_without_a_traceback(tmp_path, nasa_double, cli):
     settings = _settings(nasa_double, tmp_path / "d")
     settings["NASA_API_BASE_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
+    settings["NASA_RETRY_BACKOFF_SECONDS"] = "0.01"  # the 4 retries are asserted, not their waits
     code, out, err = cli(["run", "--pages", "1"], **settings)
     assert code == 1
     assert ("0001 step search_results failed: nasa_assets.nasa.errors.NasaApiError: search page 1: "
