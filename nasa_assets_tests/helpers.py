@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -106,6 +107,24 @@ class S3Reader:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
+
+
+def new_bucket(client) -> str:
+    """Name of a fresh, empty bucket."""
+    name = f"nasa-test-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def copy_bucket(client, source: str) -> str:
+    """A fresh bucket holding a server-side copy (CopyObject: same bytes and metadata) of every
+    object of `source`, under the same keys."""
+    target = new_bucket(client)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=source):
+        for obj in page.get("Contents", []):
+            client.copy_object(Bucket=target, Key=obj["Key"],
+                               CopySource={"Bucket": source, "Key": obj["Key"]})
+    return target
 
 
 def answering(body: bytes, content_type: str, with_length: bool = True):
