@@ -77,6 +77,10 @@ class LocalReader:
     def exists(self, key: str) -> bool:
         return (self.root / key).exists()
 
+    def fingerprints(self, keys) -> dict[str, bytes]:
+        """What tells an object changed: here its bytes."""
+        return {k: self.get(k) for k in keys}
+
     def uri(self, key: str) -> str:
         return (self.root / key).resolve().as_uri()
 
@@ -104,6 +108,15 @@ class S3Reader:
 
     def exists(self, key: str) -> bool:
         return f"{self.prefix}/{key}" in self._list(f"{self.prefix}/{key}")
+
+    def fingerprints(self, keys) -> dict[str, tuple]:
+        """What tells an object changed, from one listing instead of a GET per object: its ETag
+        (the MD5 of its bytes), size and last-modified time (which a rewrite of the same bytes
+        changes too)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/")
+        listed = {o["Key"][len(self.prefix) + 1:]: (o["ETag"], o["Size"], o["LastModified"])
+                  for page in pages for o in page.get("Contents", [])}
+        return {k: listed.get(k) for k in keys}
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
