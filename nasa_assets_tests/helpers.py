@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,9 +92,12 @@ class S3Reader:
     def __init__(self, client, bucket, prefix):
         self.client, self.bucket, self.prefix = client, bucket, prefix
 
-    def _list(self, prefix: str) -> list[str]:
+    def _objects(self, prefix: str) -> list[dict]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return [o for page in pages for o in page.get("Contents", [])]
+
+    def _list(self, prefix: str) -> list[str]:
+        return [o["Key"] for o in self._objects(prefix)]
 
     def keys(self) -> set[str]:
         keys = self._list("")
@@ -113,13 +117,19 @@ class S3Reader:
         """What tells an object changed, from one listing instead of a GET per object: its ETag
         (the MD5 of its bytes), size and last-modified time (which a rewrite of the same bytes
         changes too)."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/")
         listed = {o["Key"][len(self.prefix) + 1:]: (o["ETag"], o["Size"], o["LastModified"])
-                  for page in pages for o in page.get("Contents", [])}
+                  for o in self._objects(self.prefix + "/")}
         return {k: listed.get(k) for k in keys}
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
+
+
+def copy_folder(env: dict, root, copy) -> dict:
+    """Copy a local dataset root (files and their extended attributes) to `copy`; returns `env`
+    pointing at the copy."""
+    shutil.copytree(root, copy)
+    return {**env, "NASA_ASSETS_LOCAL_DIR": str(copy)}
 
 
 def new_bucket(client) -> str:

@@ -26,6 +26,7 @@ from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets_tests.helpers import (
     PAGE_ASSETS,
     copy_bucket,
+    copy_folder,
     local_env,
     materialize_pages,
     new_bucket,
@@ -125,8 +126,7 @@ def copy_of(built, tmp_path, monkeypatch):
     _with_endpoint(env, monkeypatch)
     if isinstance(store, LocalStore):
         root = tmp_path / "dataset"
-        shutil.copytree(store.root, root)
-        return {**env, "NASA_ASSETS_LOCAL_DIR": str(root)}, LocalStore(root), str(root)
+        return copy_folder(env, store.root, root), LocalStore(root), str(root)
     bucket = copy_bucket(store.client, store.bucket)
     return ({**env, "S3_BUCKET_NAME": bucket}, S3Store(store.client, bucket, store.prefix),
             f"s3://{bucket}/{store.prefix}")

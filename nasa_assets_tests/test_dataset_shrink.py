@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,14 @@ from nasa_assets.dataset.consolidate import shrink_problem
 from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.settings import resources_from_env
-from nasa_assets_tests.helpers import PAGE_ASSETS, LocalReader, local_env, materialize_pages, read_table
+from nasa_assets_tests.helpers import (
+    PAGE_ASSETS,
+    LocalReader,
+    copy_folder,
+    local_env,
+    materialize_pages,
+    read_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPT = {"ops": {"moon_dataset": {"config": {"accept_shrink": True}}}}
@@ -60,8 +66,7 @@ def shrunk(shrunk_once, tmp_path):
     """(settings, reader) of a copy of `shrunk_once`'s folder, for a test that rebuilds it."""
     env, root = shrunk_once
     copy = tmp_path / "dataset"
-    shutil.copytree(root, copy)
-    return {**env, "NASA_ASSETS_LOCAL_DIR": str(copy)}, LocalReader(copy)
+    return copy_folder(env, root, copy), LocalReader(copy)
 
 
 @pytest.mark.parametrize(("previous", "new", "limit", "refused"), [
