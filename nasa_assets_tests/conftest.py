@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
 
-from nasa_assets_tests.helpers import LocalReader, S3Reader, Trap, local_env, s3_env
+from nasa_assets_tests.helpers import LocalReader, S3Reader, Trap, local_env, new_bucket, s3_env
 from nasa_assets_tests.nasa_double import NasaDouble
 
 # Test tiers (pytest -m unit / integration / system; docs/testing.md). A test marked by hand keeps
@@ -18,7 +17,7 @@ TIERS = ("unit", "integration", "system")
 SYSTEM_FIXTURES = {"live_dagster", "postgres", "deployment"}
 SYSTEM_MODULES = {"test_live_dagster", "test_live_datasets", "test_live_repair", "test_production_queue"}
 # Real sockets (the double, moto), Dagster runs or child processes: seconds each.
-INTEGRATION_FIXTURES = {"nasa_double", "s3_server"}
+INTEGRATION_FIXTURES = {"nasa_double", "module_doubles", "s3_server"}
 INTEGRATION_MODULES = {
     "test_bench", "test_cli", "test_client", "test_deploy", "test_kill_rerun", "test_nasa_double",
     "test_no_secret_leaks", "test_pipeline", "test_redirects", "test_s3_store", "test_screening",
@@ -93,6 +92,23 @@ def nasa_double() -> Iterator[NasaDouble]:
         double.stop()
 
 
+@pytest.fixture(scope="module")
+def module_doubles() -> Iterator[Callable[[], NasaDouble]]:
+    """Starts a new NasaDouble with 250 hits on each call, running until the module's tests are
+    done: for a build that several tests of a module share."""
+    doubles: list[NasaDouble] = []
+
+    def start() -> NasaDouble:
+        doubles.append(NasaDouble(total_hits=250).start())
+        return doubles[-1]
+
+    try:
+        yield start
+    finally:
+        for double in doubles:
+            double.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server(isolated_aws_env: None) -> Iterator[str]:
     """Endpoint URL of an in-process moto server (S3 and friends) on 127.0.0.1."""
@@ -107,18 +123,17 @@ def s3_server(isolated_aws_env: None) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def s3_client(s3_server: str):
-    """A boto3 S3 client on the moto endpoint."""
+    """A boto3 S3 client on the moto endpoint, shared by the session (each test gets its own
+    bucket); a test must not change the client's configuration or event hooks."""
     return boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
 
 
 @pytest.fixture
 def s3_bucket(s3_client) -> str:
     """Name of a fresh, empty bucket on the moto endpoint."""
-    name = f"nasa-test-{uuid.uuid4().hex[:8]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
+    return new_bucket(s3_client)
 
 
 

@@ -4,7 +4,9 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -76,6 +78,10 @@ class LocalReader:
     def exists(self, key: str) -> bool:
         return (self.root / key).exists()
 
+    def fingerprints(self, keys) -> dict[str, bytes]:
+        """What tells an object changed: here its bytes."""
+        return {k: self.get(k) for k in keys}
+
     def uri(self, key: str) -> str:
         return (self.root / key).resolve().as_uri()
 
@@ -86,9 +92,12 @@ class S3Reader:
     def __init__(self, client, bucket, prefix):
         self.client, self.bucket, self.prefix = client, bucket, prefix
 
-    def _list(self, prefix: str) -> list[str]:
+    def _objects(self, prefix: str) -> list[dict]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return [o for page in pages for o in page.get("Contents", [])]
+
+    def _list(self, prefix: str) -> list[str]:
+        return [o["Key"] for o in self._objects(prefix)]
 
     def keys(self) -> set[str]:
         keys = self._list("")
@@ -104,8 +113,41 @@ class S3Reader:
     def exists(self, key: str) -> bool:
         return f"{self.prefix}/{key}" in self._list(f"{self.prefix}/{key}")
 
+    def fingerprints(self, keys) -> dict[str, tuple]:
+        """What tells an object changed, from one listing instead of a GET per object: its ETag
+        (the MD5 of its bytes), size and last-modified time (which a rewrite of the same bytes
+        changes too)."""
+        listed = {o["Key"][len(self.prefix) + 1:]: (o["ETag"], o["Size"], o["LastModified"])
+                  for o in self._objects(self.prefix + "/")}
+        return {k: listed.get(k) for k in keys}
+
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}/{key}"
+
+
+def copy_folder(env: dict, root, copy) -> dict:
+    """Copy a local dataset root (files and their extended attributes) to `copy`; returns `env`
+    pointing at the copy."""
+    shutil.copytree(root, copy)
+    return {**env, "NASA_ASSETS_LOCAL_DIR": str(copy)}
+
+
+def new_bucket(client) -> str:
+    """Name of a fresh, empty bucket."""
+    name = f"nasa-test-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def copy_bucket(client, source: str) -> str:
+    """A fresh bucket holding a server-side copy (CopyObject: same bytes and metadata) of every
+    object of `source`, under the same keys."""
+    target = new_bucket(client)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=source):
+        for obj in page.get("Contents", []):
+            client.copy_object(Bucket=target, Key=obj["Key"],
+                               CopySource={"Bucket": source, "Key": obj["Key"]})
+    return target
 
 
 def answering(body: bytes, content_type: str, with_length: bool = True):

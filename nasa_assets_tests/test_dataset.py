@@ -7,9 +7,7 @@ import io
 import shutil
 import subprocess
 import sys
-import uuid
 
-import boto3
 import dagster as dg
 import pandas as pd
 import pytest
@@ -25,8 +23,15 @@ from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, s3_env
-from nasa_assets_tests.nasa_double import NasaDouble
+from nasa_assets_tests.helpers import (
+    PAGE_ASSETS,
+    copy_bucket,
+    copy_folder,
+    local_env,
+    materialize_pages,
+    new_bucket,
+    s3_env,
+)
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
 COLUMNS = [f.name for f in SCHEMAS["moon_dataset"]]
@@ -55,19 +60,14 @@ def check_results(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-@pytest.fixture(params=["local", "s3"])
-def target(request, tmp_path, nasa_double, monkeypatch):
-    """(settings, store, root URI for the loader) for one backend.
+def local_target(double, root):
+    """(settings, store, root for the loader) of a local dataset folder."""
+    return local_env(double, root), LocalStore(root), str(root)
 
-    For S3 the loader gets the moto endpoint the way a user would: AWS_ENDPOINT_URL."""
-    if request.param == "local":
-        root = tmp_path / "dataset"
-        return local_env(nasa_double, root), LocalStore(root), str(root)
-    server = request.getfixturevalue("s3_server")
-    client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
-    return (s3_env(nasa_double, server, bucket, prefix="moon_dataset"),
+
+def s3_target(double, server, client, bucket):
+    """(settings, store, root URI for the loader) of a dataset under s3://bucket/moon_dataset."""
+    return (s3_env(double, server, bucket, prefix="moon_dataset"),
             S3Store(client, bucket, "moon_dataset"), f"s3://{bucket}/moon_dataset")
 
 
@@ -83,36 +83,66 @@ def build(target, double):
     return env, store, root, result
 
 
-@pytest.fixture
-def built(target, nasa_double):
-    """`build` for a test that changes the dataset or the double afterwards."""
-    return build(target, nasa_double)
+# One build per backend and module, each with its own double: the tests that only read the result
+# share it, and a test that changes the dataset gets a copy (`built_copy`).
+@pytest.fixture(scope="module")
+def built_local_double(module_doubles):
+    """The double of built_local. Only test_split_is_stable_across_rebuilds_and_refreshes asks it
+    anything after the build (and changes its corpus); the other tests never do."""
+    return module_doubles()
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def built_once(request, tmp_path_factory):
-    """`build` once per backend, with its own double, for the tests that only read its result."""
-    with NasaDouble(total_hits=250) as double:
-        if request.param == "local":
-            root = tmp_path_factory.mktemp("built") / "dataset"
-            target = local_env(double, root), LocalStore(root), str(root)
-        else:
-            server = request.getfixturevalue("s3_server")
-            client = boto3.client("s3", endpoint_url=server, region_name="us-east-1")
-            bucket = f"nasa-built-{uuid.uuid4().hex[:8]}"
-            client.create_bucket(Bucket=bucket)
-            target = (s3_env(double, server, bucket, prefix="moon_dataset"),
-                      S3Store(client, bucket, "moon_dataset"), f"s3://{bucket}/moon_dataset")
-        yield build(target, double)
+@pytest.fixture(scope="module")
+def built_local(tmp_path_factory, built_local_double):
+    root = tmp_path_factory.mktemp("built") / "dataset"
+    return build(local_target(built_local_double, root), built_local_double)
 
 
-@pytest.fixture
-def built_to_read(built_once, monkeypatch):
-    """built_once, with the loader's AWS_ENDPOINT_URL for S3 (as `target` sets it)."""
-    env = built_once[0]
+@pytest.fixture(scope="module")
+def built_s3(s3_server, s3_client, module_doubles):
+    double = module_doubles()
+    return build(s3_target(double, s3_server, s3_client, new_bucket(s3_client)), double)
+
+
+def _with_endpoint(env, monkeypatch):
+    """For S3 the loader gets the moto endpoint the way a user would: AWS_ENDPOINT_URL."""
     if "AWS_ENDPOINT_URL" in env:
         monkeypatch.setenv("AWS_ENDPOINT_URL", env["AWS_ENDPOINT_URL"])
-    return built_once
+
+
+@pytest.fixture(params=["local", "s3"])
+def built_to_read(request, monkeypatch, module_doubles):
+    """The shared build of one backend, for a test that only reads it (module_doubles: named here
+    so that conftest's `tier` sees the double)."""
+    built = request.getfixturevalue(f"built_{request.param}")
+    _with_endpoint(built[0], monkeypatch)
+    return built
+
+
+def copy_of(built, tmp_path, monkeypatch):
+    """(settings, store, root) of a copy of a shared build: the same objects (a folder copy, or
+    CopyObject into a fresh bucket under the same prefix), at another root. The rebuild, its checks
+    and the loader address images by image_key under the root, so the copy behaves as the build."""
+    env, store, _, _ = built
+    _with_endpoint(env, monkeypatch)
+    if isinstance(store, LocalStore):
+        root = tmp_path / "dataset"
+        return copy_folder(env, store.root, root), LocalStore(root), str(root)
+    bucket = copy_bucket(store.client, store.bucket)
+    return ({**env, "S3_BUCKET_NAME": bucket}, S3Store(store.client, bucket, store.prefix),
+            f"s3://{bucket}/{store.prefix}")
+
+
+@pytest.fixture(params=["local", "s3"])
+def built_copy(request, tmp_path, monkeypatch, module_doubles):
+    """A copy of the shared build of one backend, for a test that changes the dataset."""
+    return copy_of(request.getfixturevalue(f"built_{request.param}"), tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def local_copy(built_local, tmp_path, monkeypatch):
+    """A copy of the shared local build, for a local-only test that changes the dataset."""
+    return copy_of(built_local, tmp_path, monkeypatch)
 
 
 def test_manifest_and_card_from_overlapping_pages(built_to_read):
@@ -197,8 +227,9 @@ def test_manifest_and_card_from_overlapping_pages(built_to_read):
     assert checks["sha256_sample"].metadata["sampled"].value == 20
 
 
-def test_split_is_stable_across_rebuilds_and_refreshes(built, nasa_double):
-    env, store, root, _ = built
+def test_split_is_stable_across_rebuilds_and_refreshes(local_copy, built_local_double):
+    env, store, root = local_copy
+    nasa_double = built_local_double
     before = store.read_parquet("moon_dataset.parquet")
     assert materialize_dataset(env).success
     again = store.read_parquet("moon_dataset.parquet")
@@ -233,20 +264,17 @@ def test_loader_reads_back_every_image(built_to_read):
     assert validation  # 170 ids at 10%: not empty
 
 
-def test_loader_accepts_file_uris_and_paths(tmp_path, nasa_double):
-    root = tmp_path / "dataset"
-    env = local_env(nasa_double, root)
-    assert materialize_pages(env, "0001").success
-    assert materialize_dataset(env).success
+def test_loader_accepts_file_uris_and_paths(built_local):
+    root = built_local[1].root
     expected = load_manifest(str(root))
-    assert len(expected) == 100
+    assert len(expected) == 170
     pd.testing.assert_frame_equal(load_manifest(root), expected)
     pd.testing.assert_frame_equal(load_manifest(root.as_uri()), expected)
     pd.testing.assert_frame_equal(load_manifest(f"file://localhost{root}"), expected)
 
 
-def test_a_deleted_image_fails_uris_exist(built):
-    env, store, root, _ = built
+def test_a_deleted_image_fails_uris_exist(built_copy):
+    env, store, root = built_copy
     victim = store.read_parquet("moon_dataset.parquet")["image_key"].iloc[5]
     store.delete(victim)
 
@@ -263,12 +291,8 @@ def test_a_deleted_image_fails_uris_exist(built):
             pass
 
 
-def test_a_corrupted_image_fails_sha256_sample_and_the_loader(tmp_path, nasa_double):
-    root = tmp_path / "dataset"
-    env = local_env(nasa_double, root)
-    assert materialize_pages(env, "0001").success
-    assert materialize_dataset(env).success
-    store = LocalStore(root)
+def test_a_corrupted_image_fails_sha256_sample_and_the_loader(local_copy):
+    env, store, root = local_copy
     key = store.read_parquet("moon_dataset.parquet")["image_key"].iloc[3]
     data = bytearray(store.get_bytes(key))
     data[-3] ^= 0xFF  # same size, other content
@@ -278,12 +302,12 @@ def test_a_corrupted_image_fails_sha256_sample_and_the_loader(tmp_path, nasa_dou
     checks = check_results(result)
     assert checks["uris_exist"].passed  # same size
     assert not checks["sha256_sample"].passed
-    assert checks["sha256_sample"].metadata["sampled"].value == 100
+    assert checks["sha256_sample"].metadata["sampled"].value == 170
     assert checks["sha256_sample"].metadata["examples"].value == [
         {"image_key": key, "problem": "sha256 differs"}]
     with pytest.raises(ValueError, match="does not match the manifest"):
         list(iter_images(root))
-    assert len(list(iter_images(root, verify=False))) == 100
+    assert len(list(iter_images(root, verify=False))) == 170
 
 
 def test_missing_pages_are_skipped_and_counted(tmp_path, nasa_double):
@@ -296,19 +320,21 @@ def test_missing_pages_are_skipped_and_counted(tmp_path, nasa_double):
     assert list(load_manifest(root).columns) == COLUMNS
     assert "| images | 0 |" in (root / "README.md").read_text()
 
-    assert materialize_pages(env, "0002").success
-    assert materialize_pages(env, "0003").success  # 250 hits: page 3 holds 50
+    # 250 hits: page 3 holds 50; one item in four of pages 2 and 3 is enough to count.
+    assert materialize_pages(env | {"SEARCH_RESULT_SAMPLING_FACTOR": "4"}, "0002", "0003").success
+    store = LocalStore(root)
+    stored = sum(len(store.read_parquet(f"moon_images/{p}.parquet")) for p in ("0002", "0003"))
+    assert 0 < stored < 150
     result = materialize_dataset(env)
     metadata = dataset_metadata(result)
-    assert (metadata["row_count"], metadata["pages_missing"], metadata["pages_included"]) == (150, 98, "0002-0003")
+    assert (metadata["row_count"], metadata["pages_missing"], metadata["pages_included"]) == (
+        stored, 98, "0002-0003")
     assert set(load_manifest(root)["page"]) == {2, 3}
 
 
-def test_custom_split_fractions_reach_the_table(tmp_path, nasa_double):
-    root = tmp_path / "dataset"
-    env = local_env(nasa_double, root, DATASET_SPLIT_FRACTIONS="train=0.5,holdout=0.5")
-    assert materialize_pages(env, "0001").success
-    result = materialize_dataset(env)
+def test_custom_split_fractions_reach_the_table(local_copy):
+    env, _, root = local_copy
+    result = materialize_dataset(env | {"DATASET_SPLIT_FRACTIONS": "train=0.5,holdout=0.5"})
     assert set(load_manifest(root)["split"]) == {"train", "holdout"}
     assert set(dataset_metadata(result)["per_split"]) == {"train", "holdout"}
 
@@ -474,6 +500,7 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
         assert requested == 1
 
 
+@pytest.mark.integration  # a child process
 def test_the_loader_alone_accepts_images_as_large_as_ingestion_does():
     # A fresh interpreter importing only the public loader: Pillow's process-wide limit is left as
     # it is (89 MP warning, 179 MP error), and a 190 MP image still opens under the pipeline's

@@ -1,6 +1,7 @@
 """Captions, perceptual hashes, duplicate groups and the WebDataset export, through real
 materializations against the NASA double, on a local folder and on moto's S3."""
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from nasa_assets.dataset.webdataset_export import stale_reason
 from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets.storage import LocalStore, S3Store
-from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages
+from nasa_assets_tests.helpers import PAGE_ASSETS, copy_folder, local_env, materialize_pages
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLIT_FRACTIONS)
 ASSETS = [*PAGE_ASSETS, moon_dataset, moon_dataset_card, moon_webdataset]
@@ -64,12 +65,33 @@ def store_of(env: dict):
     return resources_from_env(env)["storage"].store()
 
 
-def test_moon_dataset_hashes_groups_copies_and_keeps_them_in_one_split(target, nasa_double):
-    env, store = target[0], store_of(target[0])
-    original, exact, near = plant_copies(nasa_double)
+# Duplicate groups are dataset logic: the tests that share this build run on a local folder
+# (test_dataset.py and test_two_datasets.py build moon_dataset on S3).
+@pytest.fixture(scope="module")
+def planted_once(tmp_path_factory, module_doubles):
+    """Page 1 with `plant_copies`' three items, and moon_dataset built from it, once per module:
+    (settings, root, (original, exact, near), the build's result)."""
+    double = module_doubles()
+    root = tmp_path_factory.mktemp("planted") / "dataset"
+    env = local_env(double, root)
+    planted = plant_copies(double)
     assert materialize_pages(env, "0001").success
     result = build(env, "moon_dataset")
     assert result.success
+    return env, root, planted, result
+
+
+@pytest.fixture
+def planted(planted_once, tmp_path):
+    """A folder copy of `planted_once`, for a test that writes to it: (settings, store, ids)."""
+    env, root, ids, _ = planted_once
+    env = copy_folder(env, root, tmp_path / "dataset")
+    return env, store_of(env), ids
+
+
+def test_moon_dataset_hashes_groups_copies_and_keeps_them_in_one_split(planted, planted_once):
+    env, store, (original, exact, near) = planted
+    result = planted_once[3]
 
     table = store.read_parquet("moon_dataset.parquet")
     assert list(table.columns) == [f.name for f in SCHEMAS["moon_dataset"]]
@@ -116,13 +138,10 @@ def test_moon_dataset_hashes_groups_copies_and_keeps_them_in_one_split(target, n
     assert store.get_bytes("moon_dataset.parquet") == published
 
 
-def test_the_hf_loader_carries_the_new_columns(tmp_path, nasa_double):
+def test_the_hf_loader_carries_the_new_columns(planted_once, tmp_path):
     from nasa_assets.dataset import load_hf_dataset
 
-    root = tmp_path / "dataset"
-    env = local_env(nasa_double, root)
-    assert materialize_pages(env, "0001").success
-    assert build(env, "moon_dataset").success
+    env, root, _, _ = planted_once
     table = store_of(env).read_parquet("moon_dataset.parquet")
     train = table[table["split"] == "train"]
     ds = load_hf_dataset(root, split="train", cache_dir=tmp_path / "cache")
@@ -141,14 +160,10 @@ def test_the_check_fails_for_a_group_across_splits():
     assert check_groups_within_splits(frame).passed
 
 
-def test_a_group_across_splits_blocks_publication_and_the_export(tmp_path, nasa_double, monkeypatch):
+def test_a_group_across_splits_blocks_publication_and_the_export(planted, monkeypatch):
     from nasa_assets.dataset import consolidate as module
 
-    env = local_env(nasa_double, tmp_path / "dataset")
-    store = store_of(env)
-    original, exact, near = plant_copies(nasa_double)
-    assert materialize_pages(env, "0001").success
-    assert build(env, "moon_dataset").success
+    env, store, (original, exact, near) = planted
     published = store.get_bytes("moon_dataset.parquet")
     card = store.get_bytes("README.md")
 
@@ -207,7 +222,8 @@ def _stamp(store, keys) -> None:
 
 
 def test_webdataset_export_is_read_back_exactly_and_rebuilt_only_on_change(target, nasa_double):
-    env = {**target[0], "WEBDATASET_MAX_SHARD_SAMPLES": "30"}
+    # Half of page 1 (about 50 images), 15 samples a shard: several shards in the largest split.
+    env = {**target[0], "WEBDATASET_MAX_SHARD_SAMPLES": "15", "SEARCH_RESULT_SAMPLING_FACTOR": "2"}
     store = store_of(env)
     assert materialize_pages(env, "0001").success
     first = build(env, "moon_dataset", "moon_webdataset")
@@ -217,7 +233,8 @@ def test_webdataset_export_is_read_back_exactly_and_rebuilt_only_on_change(targe
     meta = metadata(first, "moon_webdataset")
     per_split = table["split"].value_counts().to_dict()
     assert meta["rebuilt"] is True and meta["samples_per_split"] == per_split
-    assert meta["shards"] == len(index["shards"]) == sum(-(-n // 30) for n in per_split.values())
+    assert meta["shards"] == len(index["shards"]) == sum(-(-n // 15) for n in per_split.values())
+    assert meta["shards"] > len(per_split)
     assert meta["bytes"] == index["bytes"] == sum(store.size(s["key"]) for s in index["shards"])
     assert meta["skipped"] == 0 and meta["duration_seconds"] >= 0
     assert index["moon_dataset_sha256"] == meta["moon_dataset_sha256"]
@@ -226,7 +243,8 @@ def test_webdataset_export_is_read_back_exactly_and_rebuilt_only_on_change(targe
     assert set(samples) == set(table["nasa_id"])
     for row in table.to_dict("records"):
         sample = samples[row["nasa_id"]]
-        assert sample["jpg"] == store.get_bytes(row["image_key"])
+        # The stored image's bytes: the export verified each one against this sha256 (skipped 0).
+        assert hashlib.sha256(sample["jpg"]).hexdigest() == row["sha256"]
         assert sample["key"] == sample_key(row["nasa_id"])
         assert f"/{row['split']}/" in sample["url"] or f"%2F{row['split']}%2F" in sample["url"]
         for field in ("split", "caption", "phash", "duplicate_group", "sha256"):
@@ -241,20 +259,24 @@ def test_webdataset_export_is_read_back_exactly_and_rebuilt_only_on_change(targe
     assert metadata(second, "moon_webdataset")["rebuilt"] is False
     assert _fingerprints(store, keys) == before
 
-    # A rebuilt moon_dataset with new images: a new export.
-    assert materialize_pages(env, "0002").success
+    # A rebuilt moon_dataset with new images (page 2, one item in ten of it): a new export.
+    assert materialize_pages({**env, "SEARCH_RESULT_SAMPLING_FACTOR": "10"}, "0002").success
+    added = len(store.read_parquet("moon_images/0002.parquet"))
+    assert added > 0
     third = build(env, "moon_dataset", "moon_webdataset")
     assert third.success
     meta = metadata(third, "moon_webdataset")
-    assert meta["rebuilt"] is True and meta["samples"] == 200
-    assert json.loads(store.get_bytes("webdataset/index.json"))["samples"] == 200
+    assert meta["rebuilt"] is True and meta["samples"] == len(table) + added
+    assert json.loads(store.get_bytes("webdataset/index.json"))["samples"] == len(table) + added
 
 
-def test_an_undecodable_image_has_no_phash_and_a_recorded_reason(tmp_path, nasa_double):
-    env = local_env(nasa_double, tmp_path / "dataset")
-    store = store_of(env)
-    assert materialize_pages(env, "0001").success
-    victim = store.read_parquet("moon_images/0001.parquet").iloc[4]
+def test_an_undecodable_image_has_no_phash_and_a_recorded_reason(planted):
+    env, store, ids = planted
+    # Page 1 stored and no dataset yet: a first build, which has no earlier hash to reuse.
+    store.delete("moon_dataset.parquet")
+    store.delete("README.md")
+    images = store.read_parquet("moon_images/0001.parquet")
+    victim = images[~images["nasa_id"].isin(ids)].iloc[4]  # not one of the planted copies
     store.put_bytes(victim["image_key"], b"<html>an error page, not an image</html>")
 
     result = build(env, "moon_dataset", "moon_webdataset")

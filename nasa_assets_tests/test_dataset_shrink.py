@@ -13,7 +13,14 @@ from nasa_assets.dataset.consolidate import shrink_problem
 from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.settings import resources_from_env
-from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table
+from nasa_assets_tests.helpers import (
+    PAGE_ASSETS,
+    LocalReader,
+    copy_folder,
+    local_env,
+    materialize_pages,
+    read_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPT = {"ops": {"moon_dataset": {"config": {"accept_shrink": True}}}}
@@ -37,17 +44,29 @@ def published(reader) -> tuple[bytes, bytes]:
     return reader.get("moon_dataset.parquet"), reader.get("README.md")
 
 
-@pytest.fixture
-def shrunk(target, nasa_double):
+# Shrink limits are dataset logic: local storage only (reading the published table back from S3
+# is covered by test_dataset.py and test_two_datasets.py).
+@pytest.fixture(scope="module")
+def shrunk_once(tmp_path_factory, module_doubles):
     """A published dataset of 250 rows (pages 1-3), then NASA lists 200 hits and page 3 is
-    materialized again, empty: a rebuild would have 200 rows, 20% fewer."""
-    env, reader = target
+    materialized again, empty: a rebuild would have 200 rows, 20% fewer. Built once per module."""
+    double = module_doubles()
+    root = tmp_path_factory.mktemp("shrunk") / "dataset"
+    env = local_env(double, root)
     assert materialize_pages(env, "0001", "0003").success
     assert build_dataset(env).success
-    assert len(read_table(reader.get("moon_dataset.parquet"))) == 250
-    nasa_double.total_hits = 200
+    assert len(read_table((root / "moon_dataset.parquet").read_bytes())) == 250
+    double.total_hits = 200
     assert materialize_pages(env, "0003").success
-    return env, reader
+    return env, root
+
+
+@pytest.fixture
+def shrunk(shrunk_once, tmp_path):
+    """(settings, reader) of a copy of `shrunk_once`'s folder, for a test that rebuilds it."""
+    env, root = shrunk_once
+    copy = tmp_path / "dataset"
+    return copy_folder(env, root, copy), LocalReader(copy)
 
 
 @pytest.mark.parametrize(("previous", "new", "limit", "refused"), [
@@ -107,13 +126,9 @@ def test_max_dataset_shrink_is_validated_by_name(value):
         resources_from_env({"MAX_DATASET_SHRINK": value})
 
 
-def test_dagster_cli_accepts_a_shrink_with_config_json(tmp_path, nasa_double):
-    root = tmp_path / "data"
-    env = local_env(nasa_double, root)
-    assert materialize_pages(env, "0001", "0002").success
-    assert build_dataset(env).success
-    nasa_double.total_hits = 100
-    assert materialize_pages(env, "0002").success  # now past the last hit: empty
+def test_dagster_cli_accepts_a_shrink_with_config_json(shrunk, tmp_path):
+    env, reader = shrunk
+    root = reader.root
     before = (root / "moon_dataset.parquet").read_bytes()
 
     def cli(*extra):
@@ -132,4 +147,4 @@ def test_dagster_cli_accepts_a_shrink_with_config_json(tmp_path, nasa_double):
 
     accepted = cli("--config-json", json.dumps(ACCEPT))
     assert accepted.returncode == 0, accepted.stderr[-3000:]
-    assert len(read_table((root / "moon_dataset.parquet").read_bytes())) == 100
+    assert len(read_table((root / "moon_dataset.parquet").read_bytes())) == 200

@@ -5,6 +5,8 @@ written only after the images they describe."""
 import hashlib
 import json
 
+import pytest
+
 from nasa_assets.dataset.keys import image_key
 from nasa_assets.nasa.renditions import rendition_of
 from nasa_assets.nasa.urls import parse_allowed_hosts
@@ -25,7 +27,7 @@ TABLE_KEYS = {
 }
 
 
-def test_two_pages_store_images_and_tables(target, nasa_double):
+def test_two_pages_store_images_and_tables_then_nothing_is_downloaded_again(target, nasa_double):
     env, store = target
     result = materialize_pages(env, "0001", "0002")
     assert result.success
@@ -78,10 +80,7 @@ def test_two_pages_store_images_and_tables(target, nasa_double):
         images = read_table(store.get(f"moon_images/{page}.parquet"))
         assert figures[("moon_images", page)]["bytes_stored"] == images["bytes"].sum()
 
-
-def test_second_materialization_downloads_nothing(target, nasa_double):
-    env, store = target
-    assert materialize_pages(env, "0001", "0002").success
+    # The same pages again: every image is known, none is downloaded.
     first = {k: store.get(k) for k in ("moon_images/0001.parquet", "moon_images/0002.parquet")}
     nasa_double.reset_counts()
 
@@ -198,9 +197,19 @@ def test_lost_sampled_items_fail_the_manifest_check_whatever_the_sampling_factor
     assert not (tmp_path / "moon_images").exists()
 
 
-def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(tmp_path, nasa_double):
-    result = materialize_pages(local_env(nasa_double, tmp_path), "0001")
+@pytest.fixture(scope="module")
+def page_one(tmp_path_factory, module_doubles):
+    """(double, root, result) of one run of page 1 into a local folder, for tests that only read
+    what it left."""
+    double = module_doubles()
+    root = tmp_path_factory.mktemp("page_one")
+    result = materialize_pages(local_env(double, root), "0001")
     assert result.success
+    return double, root, result
+
+
+def test_preview_shows_nasa_thumbnails_on_allowed_hosts_only(page_one):
+    nasa_double, tmp_path, result = page_one
     [event] = [e for e in result.get_asset_materialization_events()
                if e.asset_key.to_user_string() == "moon_images"]
     preview = event.materialization.metadata["preview"].value
@@ -220,14 +229,18 @@ def test_an_image_from_another_source_under_the_same_key_is_fetched_again(target
     """Keys derive from nasa_id alone; what a key holds is trusted only when it came from the
     URL the manifest asks for now (e.g. `make demo`'s double wrote into the same root before)."""
     env, store = target
+    env = {**env, "SEARCH_RESULT_SAMPLING_FACTOR": "4"}  # a quarter of the page is enough
     assert materialize_pages(env, "0001").success
+    stored = len(read_table(store.get("moon_images/0001.parquet")))
+    assert 0 < stored < 100
     with NasaDouble(total_hits=250) as elsewhere:  # same ids, other host: other source URLs
         env = {**env, "NASA_API_BASE_URL": elsewhere.base_url, "NASA_ALLOWED_HOSTS": elsewhere.host}
         assert materialize_pages(env, "0001").success
-        assert elsewhere.counts["image"] == 100
+        assert elsewhere.counts["image"] == stored
         again = materialize_pages(env, "0001")
-        assert again.success and elsewhere.counts["image"] == 100  # now it is known: no downloads
+        assert again.success and elsewhere.counts["image"] == stored  # now known: no downloads
     images = read_table(store.get("moon_images/0001.parquet"))
+    assert len(images) == stored
     assert set(images["status"]) == {"already_stored"}
     assert images["source_url"].str.startswith(elsewhere.base_url).all()
 
@@ -314,9 +327,8 @@ def test_search_that_never_recovers_fails_the_step_and_writes_nothing(tmp_path, 
     assert not any(tmp_path.rglob("*.parquet"))
 
 
-def test_tables_are_written_after_the_images_they_describe(tmp_path, nasa_double):
-    env = local_env(nasa_double, tmp_path)
-    assert materialize_pages(env, "0001").success
+def test_tables_are_written_after_the_images_they_describe(page_one):
+    _, tmp_path, _ = page_one
     table = (tmp_path / "moon_images/0001.parquet").stat().st_mtime_ns
     images = [p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()]
     assert len(images) == 100 and max(images) <= table

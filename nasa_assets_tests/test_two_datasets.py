@@ -6,10 +6,11 @@ import json
 import dagster as dg
 import pytest
 
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.defs.definitions import definitions_from_env
 from nasa_assets_tests.helpers import LocalReader, S3Reader, local_env, read_table
 
-MARS = "datasets:\n  - {name: mars, query: mars, sampling_factor: 2, rendition: medium}\n"
+MARS = "datasets:\n  - {name: mars, query: mars, sampling_factor: 3, rendition: medium}\n"
 ASSETS = ("search_results", "sampled_manifest", "moon_images", "moon_dataset", "moon_dataset_card",
           "moon_webdataset")
 # One page and a dataset rebuild: moon's layout, the same as with moon alone.
@@ -76,10 +77,6 @@ def _expected(reader, folder: str = "") -> set[str]:
     return TABLES | set(images["image_key"]) | {s["key"] for s in index["shards"]}
 
 
-def _snapshot(reader, keys) -> dict[str, bytes]:
-    return {k: reader.get(k) for k in keys}
-
-
 @pytest.fixture(params=["local", "s3"])
 def side_by_side(request, tmp_path, nasa_double):
     """(settings, reader of the storage root) for one storage backend."""
@@ -95,6 +92,9 @@ def side_by_side(request, tmp_path, nasa_double):
 
 def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     env, reader = side_by_side
+    # moon samples 1 item in 4 (the environment's factor), mars 1 in 3 (its entry's): each
+    # dataset's own setting, and a quarter of moon's images to store, hash and export.
+    env = {**env, "SEARCH_RESULT_SAMPLING_FACTOR": "4"}
     mars_ids = nasa_double.add_query("mars", 130)
     moon_ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()]
     defs = two_datasets(env, tmp_path)
@@ -123,9 +123,10 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     assert list(mars_search["nasa_id"]) == mars_ids[:100]
     moon_table = read_table(reader.get("moon_dataset.parquet"))
     mars_table = read_table(reader.get("mars/moon_dataset.parquet"))
-    assert len(moon_table) == 100 and set(moon_table["nasa_id"]) <= set(moon_ids[:100])
-    # sampling_factor 2 keeps about half; rendition medium instead of the environment's large.
-    assert 20 < len(mars_table) < 80 and set(mars_table["nasa_id"]) < set(mars_ids[:100])
+    assert list(moon_table["nasa_id"]) == [i for i in moon_ids[:100] if is_sampled(i, 4)]
+    assert list(mars_table["nasa_id"]) == [i for i in mars_ids[:100] if is_sampled(i, 3)]
+    assert 0 < len(moon_table) < 100 and 0 < len(mars_table) < 100
+    # mars: rendition medium (its entry's) instead of the environment's large.
     assert set(moon_table["rendition"]) == {"large"} and set(mars_table["rendition"]) == {"medium"}
     assert all(k.startswith("images/MARS-") for k in mars_table["image_key"])
     assert not any(k.startswith("images/MARS-") for k in moon_table["image_key"])
@@ -137,22 +138,23 @@ def test_two_datasets_live_side_by_side(side_by_side, nasa_double, tmp_path):
     assert "medium requested (rendition of `mars` in NASA_DATASETS_FILE)" in mars_card
     assert "Changing DATASET_SPLIT_FRACTIONS" in mars_card  # not in its entry: the environment's
     assert "large requested (NASA_IMAGE_RENDITION)" in moon_card
+    assert "SEARCH_RESULT_SAMPLING_FACTOR=4" in moon_card
 
     # A rebuild of mars's dataset from a second page touches none of moon's objects.
-    moon_bytes = _snapshot(reader, moon_before)
+    moon_prints = reader.fingerprints(moon_before)
     run("mars_images_job", "0002")
     run("mars_dataset_job")
     assert len(read_table(reader.get("mars/moon_dataset.parquet"))) > len(mars_table)
-    assert _layout(reader) == moon_before and _snapshot(reader, moon_before) == moon_bytes
+    assert _layout(reader) == moon_before and reader.fingerprints(moon_before) == moon_prints
 
     # mars's entry removed from the datasets file: moon's runs leave mars's folder as it was.
     mars_keys = reader.keys() - moon_before
-    mars_bytes = _snapshot(reader, mars_keys)
+    mars_prints = reader.fingerprints(mars_keys)
     moon_alone = definitions_from_env(env)
     for job, page in (("moon_images_job", "0002"), ("moon_dataset_job", None)):
         assert moon_alone.resolve_job_def(job).execute_in_process(
             instance=instance, partition_key=page).success, job
-    assert _snapshot(reader, mars_keys) == mars_bytes
+    assert reader.fingerprints(mars_keys) == mars_prints
     assert reader.keys() == _layout(reader) | mars_keys
 
 
