@@ -1,7 +1,6 @@
 """The refresh sensor over a sequence of NASA states, evaluated with build_sensor_context."""
 
 import json
-import shutil
 import socket
 
 import dagster as dg
@@ -21,7 +20,7 @@ from nasa_assets.defs.sensors import (
     write_cursor,
 )
 from nasa_assets.defs.settings import resources_from_env
-from nasa_assets_tests.helpers import PAGE_ASSETS, copy_folder, local_env
+from nasa_assets_tests.helpers import PAGE_ASSETS, local_env
 
 # The change detection alone (repairs off: they read the instance; see the repair tests below).
 CHANGES_ONLY = refresh_sensor(policy=RepairPolicy(max_runs_per_tick=0))
@@ -225,50 +224,51 @@ def run_pages(env: dict, instance, *keys: str) -> dict[str, str]:
     }
 
 
-# One broken instance per module: the tests that only read it share it, and a test that adds runs
-# gets a copy of its folder and of the dataset root. 1 item in 50 is sampled: page 0001 keeps 3
-# images, enough to fail, and page 0003 keeps 2 to store.
+def break_pages(double, env, instance) -> None:
+    """Page 0001's images fail, page 0002's run fails, 0003 never runs; the double's faults are
+    cleared and its request counts reset afterwards."""
+    double.faults = {"always": {"image": "503"}}
+    run_pages(env, instance, "0001")
+    double.faults = {"always": {"search": "500", "image": "503"}}
+    assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
+    double.faults = {}
+    double.reset_counts()
+
+
+# One broken instance per module for the tests that only read it; a test that adds runs breaks
+# its own. 1 item in 50 is sampled: page 0001 keeps 3 images, enough to fail, and page 0003 keeps 2
+# to store.
 @pytest.fixture(scope="module")
 def broken_build(module_doubles, tmp_path_factory):
-    """(double, settings, cursor of a first tick (so no page counts as changed), instance, its
-    folder): page 0001's images failed, page 0002's run failed and 0003 never ran."""
+    """(double, settings, cursor of a first tick (so no page counts as changed), instance)."""
     double = module_doubles()
-    folder = tmp_path_factory.mktemp("broken")
-    env = local_env(double, folder / "dataset", NASA_MAX_RETRIES="0",
+    env = local_env(double, tmp_path_factory.mktemp("broken") / "dataset", NASA_MAX_RETRIES="0",
                     SEARCH_RESULT_SAMPLING_FACTOR="50")
     cursor = tick(nasa_for(double), None).cursor
-    home = folder / "home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home), set_dagster_home=False) as instance:
-        double.faults = {"always": {"image": "503"}}
-        run_pages(env, instance, "0001")
-        double.faults = {"always": {"search": "500", "image": "503"}}
-        assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
-        double.faults = {}
-        yield double, env, cursor, instance, home
+    instance = dg.DagsterInstance.ephemeral()
+    break_pages(double, env, instance)
+    return double, env, cursor, instance
 
 
 @pytest.fixture
 def broken_pages(broken_build):
     """The shared broken instance, for a test that only reads it: (resource, cursor, instance,
     double), the double's faults cleared and its request counts reset."""
-    double, _, cursor, instance, _ = broken_build
+    double, _, cursor, instance = broken_build
     double.faults = {}
     double.reset_counts()
     return nasa_for(double), cursor, instance, double
 
 
 @pytest.fixture
-def broken_copy(broken_build, tmp_path):
-    """A copy of the shared broken instance and its dataset root, for a test that adds runs:
-    (resource, cursor, instance, settings, double)."""
-    double, env, cursor, _, home = broken_build
-    double.faults = {}
-    double.reset_counts()
-    shutil.copytree(home, tmp_path / "home")
-    env = copy_folder(env, env["NASA_ASSETS_LOCAL_DIR"], tmp_path / "dataset")
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home"), set_dagster_home=False) as instance:
-        yield nasa_for(double), cursor, instance, env, double
+def broken_own(broken_build, tmp_path):
+    """A broken instance and dataset root of its own, for a test that adds runs: (resource,
+    cursor, instance, settings, double)."""
+    double, env, cursor, _ = broken_build
+    env = {**env, "NASA_ASSETS_LOCAL_DIR": str(tmp_path / "dataset")}
+    instance = dg.DagsterInstance.ephemeral()
+    break_pages(double, env, instance)
+    return nasa_for(double), cursor, instance, env, double
 
 
 def repairing(**policy) -> dg.SensorDefinition:
@@ -307,9 +307,9 @@ def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(broken_pa
 
 
 def test_a_repaired_page_is_forgotten_a_new_failure_gets_a_new_run_key_and_then_nothing_is_due(
-    broken_copy
+    broken_own
 ):
-    nasa, cursor, instance, env, double = broken_copy
+    nasa, cursor, instance, env, double = broken_own
     sensor = repairing(backoff_seconds=0)
     first = tick(nasa, cursor, sensor, instance)
     assert run_pages(env, instance, "0001", "0003") == {"0001": "SUCCESS", "0003": "SUCCESS"}
