@@ -2,11 +2,16 @@
 
 import dagster as dg
 
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.defs.assets.moon_images import moon_images, refusal_reason
 from nasa_assets.defs.assets.sampled_manifest import sampled_manifest
 from nasa_assets.defs.assets.search_results import search_results
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import PAGE_ASSETS, local_env, materialize_pages, read_table
+
+# 1 item in 10 is sampled: what the gate decides depends on the check's outcome, not on how many
+# images a page stores.
+SAMPLED = {"SEARCH_RESULT_SAMPLING_FACTOR": "10"}
 
 
 def evaluation(passed: bool, severity=dg.AssetCheckSeverity.ERROR, problems=None):
@@ -35,9 +40,9 @@ def run_alone(asset, env, instance, page="0001", last=None):
 
 def test_a_failed_manifest_check_blocks_a_later_run_of_moon_images_alone(tmp_path, nasa_double):
     root = tmp_path / "dataset"
-    good = local_env(nasa_double, root)
+    good = local_env(nasa_double, root, **SAMPLED)
     # Images live on the double's host, which this setting does not allow: every item is rejected.
-    strict = local_env(nasa_double, root, NASA_ALLOWED_HOSTS="images-assets.nasa.gov")
+    strict = local_env(nasa_double, root, NASA_ALLOWED_HOSTS="images-assets.nasa.gov", **SAMPLED)
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_pages(good, "0001", instance=instance).success
     images_before = (root / "moon_images/0001.parquet").read_bytes()
@@ -67,18 +72,21 @@ def test_a_failed_manifest_check_blocks_a_later_run_of_moon_images_alone(tmp_pat
 
 
 def test_moon_images_alone_runs_after_a_passing_manifest(tmp_path, nasa_double):
-    env = local_env(nasa_double, tmp_path)
+    env = local_env(nasa_double, tmp_path, **SAMPLED)
     instance = dg.DagsterInstance.ephemeral()
     assert run_alone(search_results, env, instance, "0002").success
     assert run_alone(sampled_manifest, env, instance, "0002").success
     result = run_alone(moon_images, env, instance, "0002")
     assert result.success
-    assert len(read_table((tmp_path / "moon_images/0002.parquet").read_bytes())) == 100
+    page = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()[100:200]]
+    table = read_table((tmp_path / "moon_images/0002.parquet").read_bytes())
+    assert list(table["nasa_id"]) == [nasa_id for nasa_id in page if is_sampled(nasa_id, 10)]
+    assert set(table["status"]) == {"stored"}
 
 
 
 def test_one_refused_page_refuses_the_whole_range_run_of_moon_images(tmp_path, nasa_double):
-    good = local_env(nasa_double, tmp_path)
+    good = local_env(nasa_double, tmp_path, **SAMPLED)
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_pages(good, "0001", "0002", instance=instance).success
     before = {p: (tmp_path / f"moon_images/{p}.parquet").read_bytes() for p in ("0001", "0002")}

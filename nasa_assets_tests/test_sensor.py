@@ -8,6 +8,7 @@ import pytest
 
 from nasa_assets.dataset.refresh import RefreshState
 from nasa_assets.dataset.repair import Backoff, RepairPolicy
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.definitions import defs
 from nasa_assets.defs.jobs import moon_images_job
 from nasa_assets.defs.resources import NasaApiResource
@@ -223,31 +224,59 @@ def run_pages(env: dict, instance, *keys: str) -> dict[str, str]:
     }
 
 
+def break_pages(double, env, instance) -> None:
+    """Page 0001's images fail, page 0002's run fails, 0003 never runs; the double's faults are
+    cleared and its request counts reset afterwards."""
+    double.faults = {"always": {"image": "503"}}
+    run_pages(env, instance, "0001")
+    double.faults = {"always": {"search": "500", "image": "503"}}
+    assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
+    double.faults = {}
+    double.reset_counts()
+
+
+# One broken instance per module for the tests that only read it; a test that adds runs breaks
+# its own. 1 item in 50 is sampled: page 0001 keeps 3 images, enough to fail, and page 0003 keeps 2
+# to store.
+@pytest.fixture(scope="module")
+def broken_build(module_doubles, tmp_path_factory):
+    """(double, settings, cursor of a first tick (so no page counts as changed), instance)."""
+    double = module_doubles()
+    env = local_env(double, tmp_path_factory.mktemp("broken") / "dataset", NASA_MAX_RETRIES="0",
+                    SEARCH_RESULT_SAMPLING_FACTOR="50")
+    cursor = tick(nasa_for(double), None).cursor
+    instance = dg.DagsterInstance.ephemeral()
+    break_pages(double, env, instance)
+    return double, env, cursor, instance
+
+
 @pytest.fixture
-def broken_pages(nasa_double, tmp_path):
-    """An instance where page 0001's images failed, page 0002's run failed and 0003 never ran;
-    with the resource and the cursor of a first tick (so no page counts as changed)."""
-    env = local_env(nasa_double, tmp_path, NASA_MAX_RETRIES="0", SEARCH_RESULT_SAMPLING_FACTOR="10")
-    nasa = nasa_for(nasa_double)
-    cursor = tick(nasa, None).cursor
-    with dg.instance_for_test() as instance:
-        nasa_double.faults = {"always": {"image": "503"}}
-        run_pages(env, instance, "0001")
-        nasa_double.faults = {"always": {"search": "500", "image": "503"}}
-        assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
-        nasa_double.faults = {}
-        nasa_double.reset_counts()
-        yield nasa, cursor, instance, env
+def broken_pages(broken_build):
+    """The shared broken instance, for a test that only reads it: (resource, cursor, instance,
+    double), the double's faults cleared and its request counts reset."""
+    double, _, cursor, instance = broken_build
+    double.faults = {}
+    double.reset_counts()
+    return nasa_for(double), cursor, instance, double
+
+
+@pytest.fixture
+def broken_own(broken_build, tmp_path):
+    """A broken instance and dataset root of its own, for a test that adds runs: (resource,
+    cursor, instance, settings, double)."""
+    double, env, cursor, _ = broken_build
+    env = {**env, "NASA_ASSETS_LOCAL_DIR": str(tmp_path / "dataset")}
+    instance = dg.DagsterInstance.ephemeral()
+    break_pages(double, env, instance)
+    return nasa_for(double), cursor, instance, env, double
 
 
 def repairing(**policy) -> dg.SensorDefinition:
     return refresh_sensor(policy=RepairPolicy(**policy))
 
 
-def test_repairs_start_with_the_pages_that_never_ran_and_wait_for_the_failed_ones(
-    nasa_double, broken_pages
-):
-    nasa, cursor, instance, _ = broken_pages
+def test_repairs_start_with_the_pages_that_never_ran_and_wait_for_the_failed_ones(broken_pages):
+    nasa, cursor, instance, double = broken_pages
     result = tick(nasa, cursor, repairing(backoff_seconds=300), instance)
     assert [(r.partition_key, r.run_key, r.tags) for r in result.run_requests] == [
         ("0003", "repair-0003-a0-new",
@@ -255,17 +284,19 @@ def test_repairs_start_with_the_pages_that_never_ran_and_wait_for_the_failed_one
     ]
     backoff = json.loads(result.cursor)["repair"]
     assert sorted(backoff) == ["0001", "0002"] and {b[0] for b in backoff.values()} == {1}
-    assert nasa_double.counts["search"] <= 2  # the instance answers the rest
+    assert double.counts["search"] <= 2  # the instance answers the rest
 
 
-def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(nasa_double, broken_pages):
-    nasa, cursor, instance, _ = broken_pages
+def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(broken_pages):
+    nasa, cursor, instance, double = broken_pages
     last = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.run_id
             for r in instance.get_run_records()}
     result = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
     requests = {r.partition_key: r for r in result.run_requests}
     assert sorted(requests) == ["0001", "0002", "0003"]
-    assert requests["0001"].tags["nasa/repair"].endswith(" failed images")
+    sampled = [item["data"][0]["nasa_id"] for item in double.corpus()[:100]]
+    failed = sum(is_sampled(nasa_id, 50) for nasa_id in sampled)
+    assert failed and requests["0001"].tags["nasa/repair"] == f"{failed} failed images"
     assert requests["0002"].tags["nasa/repair"] == "last run FAILURE"
     assert requests["0002"].run_key == f"repair-0002-a1-{last['0002'][:8]}"
     # A tick retried with the same cursor asks for the same runs (the daemon drops repeats).
@@ -275,36 +306,34 @@ def test_due_repairs_cover_failed_runs_failed_images_and_missing_pages(nasa_doub
                .run_requests) == 2
 
 
-def test_a_repaired_page_is_forgotten_and_a_new_failure_gets_a_new_run_key(
-    nasa_double, broken_pages
+def test_a_repaired_page_is_forgotten_a_new_failure_gets_a_new_run_key_and_then_nothing_is_due(
+    broken_own
 ):
-    nasa, cursor, instance, env = broken_pages
+    nasa, cursor, instance, env, double = broken_own
     sensor = repairing(backoff_seconds=0)
     first = tick(nasa, cursor, sensor, instance)
     assert run_pages(env, instance, "0001", "0003") == {"0001": "SUCCESS", "0003": "SUCCESS"}
-    nasa_double.faults = {"always": {"search": "500"}}
+    double.faults = {"always": {"search": "500"}}
     assert run_pages(env, instance, "0002") == {"0002": "FAILURE"}
-    nasa_double.faults = {}
+    double.faults = {}
     second = tick(nasa, first.cursor, sensor, instance)
     (request,) = second.run_requests
     assert request.partition_key == "0002" and request.tags["nasa/repair_attempt"] == "2"
     assert request.run_key not in {r.run_key for r in first.run_requests}
     assert sorted(json.loads(second.cursor)["repair"]) == ["0002"]
-
-
-def test_nothing_to_repair_skips_with_the_reason(nasa_double, broken_pages):
-    nasa, cursor, instance, env = broken_pages
-    run_pages(env, instance, "0001", "0002", "0003")
-    result = tick(nasa, cursor, repairing(), instance)
+    # Every page repaired: nothing is due (backoff 0 would request any page that still needed it),
+    # and the cursor forgets 0002's backoff.
+    assert run_pages(env, instance, "0002") == {"0002": "SUCCESS"}
+    result = tick(nasa, second.cursor, sensor, instance)
     assert not result.run_requests
     assert skip_message(result).endswith("no page needs repair")
     assert json.loads(result.cursor)["repair"] == {}
 
 
-def test_a_suspicious_drop_requests_no_repair_either(nasa_double, broken_pages):
-    nasa, cursor, instance, _ = broken_pages
-    nasa_double.total_hits = 0
-    result = tick(nasa, cursor, repairing(backoff_seconds=0), instance)
+def test_a_suspicious_drop_requests_no_repair_either(broken_pages, nasa_double):
+    _, cursor, instance, _ = broken_pages
+    nasa_double.total_hits = 0  # another double: the shared one keeps its 250 hits
+    result = tick(nasa_for(nasa_double), cursor, repairing(backoff_seconds=0), instance)
     assert not result.run_requests and "250 -> 0" in skip_message(result)
     assert json.loads(result.cursor)["suspect"] == 0
 
