@@ -452,7 +452,7 @@ def test_automation_requests_one_rebuild_per_batch_of_page_updates():
     defs = dg.Definitions(assets=[*PAGE_ASSETS, moon_dataset], jobs=[moon_images_job],
                           resources=resources_from_env({}))
     key = dg.AssetKey("moon_dataset")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         def tick(cursor):
             result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
             return result.get_num_requested(key), result.cursor
