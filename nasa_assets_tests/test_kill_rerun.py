@@ -17,17 +17,23 @@ import pytest
 from PIL import Image
 
 from nasa_assets.__main__ import main
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.storage.local import INCOMING
 from nasa_assets_tests.helpers import assert_image_matches, double_env
 
 ROOT = Path(__file__).resolve().parent.parent
+# The page's downloads are sampled (36 of 100 items): the kill needs images stored and images to
+# go, not 100. Each request waits DELAY seconds, so at DOWNLOAD_CONCURRENCY 4 the downloads still
+# take about 2.7 s (100 items at 0.15 s took 3.75 s), time to catch a write in flight.
+FACTOR = 4
+DELAY = 0.3
 
 
 class LocalSide:
     # Seconds between looks at the folder: often enough to catch a 3 MB write in flight now and
     # then, rarely enough not to starve the run it watches of one of two cores.
     poll = 0.02
-    enough = 30  # images after which to kill even when no write is caught in flight
+    enough = 15  # images after which to kill even when no write is caught in flight
     image_bytes = 3 * 1024 * 1024  # big enough that a write into .incoming takes a moment
 
     def __init__(self, root: Path):
@@ -91,7 +97,8 @@ PROJECT_SETTINGS = ("NASA_", "S3_", "DAGSTER_")
 
 
 def _settings(nasa_double, side) -> dict:
-    return {**double_env(nasa_double), **side.env(), "DOWNLOAD_CONCURRENCY": "4"}
+    return {**double_env(nasa_double), **side.env(), "DOWNLOAD_CONCURRENCY": "4",
+            "SEARCH_RESULT_SAMPLING_FACTOR": str(FACTOR)}
 
 
 def _run(nasa_double, side, tmp_path) -> subprocess.Popen:
@@ -141,13 +148,16 @@ def _rerun_in_process(nasa_double, side, tmp_path, monkeypatch) -> int:
 
 
 def test_killed_run_then_rerun_ends_complete(nasa_double, side, tmp_path, monkeypatch, capfd):
-    nasa_double.configure(image_bytes=side.image_bytes, delay=0.15)
+    page = [i for i in (item["data"][0]["nasa_id"] for item in nasa_double.corpus()[:100])
+            if is_sampled(i, FACTOR)]
+    assert len(page) == 36
+    nasa_double.configure(image_bytes=side.image_bytes, delay=DELAY)
     killed = _run(nasa_double, side, tmp_path)
     left_temp_files = _kill_mid_page(killed, side)
 
     # Killed mid-page: some images, no moon_images table yet.
     before = side.images()
-    assert 5 <= len(before) < 100
+    assert 5 <= len(before) < len(page)
     assert side.table("moon_images/0001.parquet") is None
     for key, data in before.items():  # whatever is under a final key is whole
         with Image.open(io.BytesIO(data)) as image:
@@ -163,12 +173,11 @@ def test_killed_run_then_rerun_ends_complete(nasa_double, side, tmp_path, monkey
 
     manifest = side.table("sampled_manifest/0001.parquet")
     images = side.table("moon_images/0001.parquet")
-    assert len(manifest) == len(images) == 100
-    assert list(images["nasa_id"]) == list(manifest["nasa_id"])
+    assert list(images["nasa_id"]) == list(manifest["nasa_id"]) == page
     assert set(images["status"]) <= {"stored", "already_stored"}
     # What the killed run finished is not fetched again.
     assert (images["status"] == "already_stored").sum() == len(before)
-    assert nasa_double.counts["image"] == 100 - len(before)
+    assert nasa_double.counts["image"] == len(page) - len(before)
 
     stored = side.images()
     assert sorted(stored) == sorted(images["image_key"])  # exactly one object per nasa_id
@@ -179,6 +188,8 @@ def test_killed_run_then_rerun_ends_complete(nasa_double, side, tmp_path, monkey
         assert hashlib.sha256(data).hexdigest() == hashlib.sha256(
             nasa_double.image_bytes_for(row["nasa_id"], "large")).hexdigest()
     assert side.incoming() == []  # no temporary files (local) / unfinished uploads (S3) left
+    # The dataset built after the page holds every image of it once.
+    assert sorted(side.table("moon_dataset.parquet")["nasa_id"]) == sorted(page)
 
 
 def test_orphan_rules_for_temporary_files(tmp_path):

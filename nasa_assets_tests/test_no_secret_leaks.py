@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from nasa_assets.__main__ import main
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets_tests.helpers import double_env, materialize_pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,16 @@ AWS_ID = "AKIAQSECRETID4242XYZ"
 AWS_SECRET = "awsSECRETvalue9d8c7b6a5f4e3d2c1b0aZZ"
 SECRETS = (NASA_KEY, AWS_ID, AWS_SECRET)
 PROJECT_SETTINGS = ("NASA_", "S3_", "DAGSTER_")  # none from this process reaches a command-line run
+# A secret could surface per image or URL, and 7 of the first page's 100 items (6 of them looked up
+# in collection.json) take every such path as well as 100 would: stored, failed, redirected.
+FACTOR = 20
+QUICK = {"SEARCH_RESULT_SAMPLING_FACTOR": str(FACTOR), "NASA_RETRY_BACKOFF_SECONDS": "0.01"}
+
+
+def sampled_ids(double) -> list[str]:
+    """The nasa_ids of the first page that the runs download."""
+    ids = [item["data"][0]["nasa_id"] for item in double.corpus()[:100]]
+    return [i for i in ids if is_sampled(i, FACTOR)]
 
 
 @pytest.fixture
@@ -115,10 +126,10 @@ def assert_key_was_sent(nasa_double) -> None:
 
 
 def test_in_process_runs_leak_no_secret(nasa_double, storage, tmp_path, capfd):
-    env = double_env(nasa_double, NASA_API_KEY=NASA_KEY, NASA_MAX_RETRIES="1", **storage.env)
-    ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()[:100]]
-    nasa_double.faults = {"by_id": {ids[50]: "500", ids[51]: "truncate",
-                                    ids[52]: f"redirect:http://10.0.0.1/x?api_key={NASA_KEY}"}}
+    env = double_env(nasa_double, NASA_API_KEY=NASA_KEY, NASA_MAX_RETRIES="1", **QUICK, **storage.env)
+    ids = sampled_ids(nasa_double)
+    nasa_double.faults = {"by_id": {ids[1]: "500", ids[2]: "truncate",
+                                    ids[3]: f"redirect:http://10.0.0.1/x?api_key={NASA_KEY}"}}
     home = tmp_path / "home"
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as instance:
@@ -132,6 +143,7 @@ def test_in_process_runs_leak_no_secret(nasa_double, storage, tmp_path, capfd):
         images = pd.read_parquet(io.BytesIO(storage.objects()[
             ("" if storage.kind == "local" else "moon_dataset/") + "moon_images/0001.parquet"]))
         assert (images["status"] == "failed").sum() == 3
+        assert (images["status"] == "stored").sum() == len(ids) - 3 > 0
         assert images["error"].str.contains("refused http://10.0.0.1/x").any()
         failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
         assert "search page 2: HTTP 500" in failure[0].event_specific_data.error.cause.message
@@ -159,9 +171,9 @@ def test_command_line_runs_leak_no_secret(nasa_double, storage, tmp_path, monkey
     home = tmp_path / "home"
     home.mkdir()
     settings = {**double_env(nasa_double), **storage.env, "NASA_API_KEY": NASA_KEY,
-                "NASA_MAX_RETRIES": "1", "DAGSTER_HOME": str(home)}
-    first_id = nasa_double.corpus()[3]["data"][0]["nasa_id"]
-    nasa_double.faults = {"by_id": {first_id: "503"}}
+                "NASA_MAX_RETRIES": "1", "DAGSTER_HOME": str(home), **QUICK}
+    ids = sampled_ids(nasa_double)
+    nasa_double.faults = {"by_id": {ids[0]: "503"}}
 
     # The successful run (page, failed image, dataset, card, WebDataset export, summary lines) is
     # the command's main() in this process, with the same settings and working directory.
@@ -173,7 +185,10 @@ def test_command_line_runs_leak_no_secret(nasa_double, storage, tmp_path, monkey
     ok_code = main(["run", "--pages", "1"])
     ok = capfd.readouterr()
     assert ok_code == 0, ok.err[-3000:]
-    assert "1 failed" in ok.out
+    assert f"{len(ids) - 1} stored, 0 already stored, 1 failed" in ok.out
+    assert f"{len(ids) - 1} samples in" in ok.out
+    # The card and the WebDataset export were written, so their bytes are searched below.
+    assert {"moon_dataset/README.md", "moon_dataset/webdataset/index.json"} <= set(storage.objects())
     # The failing run is a real child process: its error output (step failure, search hint,
     # dataset line) as a user sees it.
     env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_SETTINGS)}
