@@ -23,17 +23,18 @@ from nasa_assets_tests.helpers import assert_image_matches, double_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # The page's downloads are sampled (36 of 100 items): the kill needs images stored and images to
-# go, not 100. Each request waits DELAY seconds, so at DOWNLOAD_CONCURRENCY 4 the downloads still
-# take about 2.7 s (100 items at 0.15 s took 3.75 s), time to catch a write in flight.
+# go, not 100. Each request waits DELAY seconds, so at DOWNLOAD_CONCURRENCY 4 the downloads take
+# about 3.6 s, and after `enough` images about 2.6 s are left (as with 100 items at 0.15 s): time
+# to catch a write in flight, and room for a stall of the test on a busy machine before the kill.
 FACTOR = 4
-DELAY = 0.3
+DELAY = 0.4
 
 
 class LocalSide:
     # Seconds between looks at the folder: often enough to catch a 3 MB write in flight now and
     # then, rarely enough not to starve the run it watches of one of two cores.
     poll = 0.02
-    enough = 15  # images after which to kill even when no write is caught in flight
+    enough = 10  # images after which to kill even when no write is caught in flight
     image_bytes = 3 * 1024 * 1024  # big enough that a write into .incoming takes a moment
 
     def __init__(self, root: Path):
