@@ -231,13 +231,18 @@ def test_the_image_command_serves_the_code_location(tmp_path):
         proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        probe = [_venv_script("dagster"), "api", "grpc-health-check", "-p", str(port)]
+        client = DagsterGrpcClient(port=port, host="127.0.0.1")
+        # Wait with the client's own health check (in this process), then run the image's
+        # HEALTHCHECK command once: each run of it is a `dagster` process, seconds of CPU.
         deadline = time.monotonic() + 90
-        while subprocess.run(probe, env=env, capture_output=True, timeout=30).returncode != 0:
+        while client.health_check_query() != "SERVING":
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"not serving after 90 s:\n{log.read_text()}"
-            time.sleep(0.5)
-        response = sync_list_repositories_grpc(DagsterGrpcClient(port=port, host="127.0.0.1"))
+            time.sleep(0.2)
+        probe = [_venv_script("dagster"), "api", "grpc-health-check", "-p", str(port)]
+        checked = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        response = sync_list_repositories_grpc(client)
         assert [s.repository_name for s in response.repository_symbols] == ["__repository__"]
         assert response.dagster_library_versions["dagster"] == metadata.version("dagster")
     finally:
