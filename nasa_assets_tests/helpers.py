@@ -116,7 +116,7 @@ class S3Reader:
     def fingerprints(self, keys) -> dict[str, tuple]:
         """What tells an object changed, from one listing instead of a GET per object: its ETag
         (the MD5 of its bytes), size and last-modified time (which a rewrite of the same bytes
-        changes too)."""
+        changes too, when it comes a second or more later: moto keeps whole seconds)."""
         listed = {o["Key"][len(self.prefix) + 1:]: (o["ETag"], o["Size"], o["LastModified"])
                   for o in self._objects(self.prefix + "/")}
         return {k: listed.get(k) for k in keys}

@@ -10,16 +10,19 @@ import dagster as dg
 import pytest
 
 from nasa_assets.dataset.consolidate import shrink_problem
+from nasa_assets.dataset.sampling import is_sampled
 from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.settings import resources_from_env
 from nasa_assets_tests.helpers import (
     PAGE_ASSETS,
     LocalReader,
+    S3Reader,
     copy_folder,
     local_env,
     materialize_pages,
     read_table,
+    s3_env,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +47,7 @@ def published(reader) -> tuple[bytes, bytes]:
     return reader.get("moon_dataset.parquet"), reader.get("README.md")
 
 
-# Shrink limits are dataset logic: local storage only (reading the published table back from S3
-# is covered by test_dataset.py and test_two_datasets.py).
+# Shrink limits are dataset logic: local storage, but for one refusal on S3 (sampled pages).
 @pytest.fixture(scope="module")
 def shrunk_once(tmp_path_factory, module_doubles):
     """A published dataset of 250 rows (pages 1-3), then NASA lists 200 hits and page 3 is
@@ -76,6 +78,31 @@ def shrunk(shrunk_once, tmp_path):
 ])
 def test_shrink_problem_applies_the_limit(previous, new, limit, refused):
     assert (shrink_problem(previous, new, limit) is not None) == refused
+
+
+def test_a_refused_shrink_on_s3_keeps_the_published_objects(nasa_double, s3_server, s3_client, s3_bucket):
+    """The check reads the published table back from S3, and a refusal writes no object there."""
+    env = s3_env(nasa_double, s3_server, s3_bucket, SEARCH_RESULT_SAMPLING_FACTOR="2")
+    reader = S3Reader(s3_client, s3_bucket, "moon_dataset")
+    ids = [item["data"][0]["nasa_id"] for item in nasa_double.corpus()]
+    previous = sum(is_sampled(i, 2) for i in ids[:250])
+    new = sum(is_sampled(i, 2) for i in ids[:200])
+    assert shrink_problem(previous, new, 0.1)  # the sample still shrinks past the limit
+    assert materialize_pages(env, "0001", "0003").success
+    assert build_dataset(env).success
+    nasa_double.total_hits = 200
+    assert materialize_pages(env, "0003").success
+    before = published(reader)
+    objects = reader.fingerprints(reader.keys())
+
+    result = build_dataset(env)
+
+    assert not result.success
+    evaluation = shrink_check(result)
+    assert not evaluation.passed
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert (metadata["previous_rows"], metadata["new_rows"]) == (previous, new)
+    assert published(reader) == before and reader.fingerprints(reader.keys()) == objects
 
 
 def test_a_shrink_beyond_the_limit_keeps_the_published_dataset_and_fails(shrunk):
