@@ -24,12 +24,14 @@ def run(pages: str, with_dataset: bool = True, dataset: str = "moon") -> int:
 
     try:
         keys = parse_page_range(pages)
-        # Importing the code location applies its allocator defaults (main read .env before). The
-        # definitions are built from the environment as it is now, not taken from that import, so
-        # main() called again in one process (the tests do) sees the settings it was given.
-        from nasa_assets.definitions import definitions_from_env
+        from nasa_assets.defs.allocators import use_lean_allocators
+
+        use_lean_allocators()  # as the code location does; main read .env before
+        from nasa_assets.defs.definitions import definitions_from_env
         from nasa_assets.defs.settings import datasets_from_env
 
+        # Built from the environment as it is now (not the code location's `defs`, built once at
+        # import), so main() called again in one process sees the settings it was given.
         defs = definitions_from_env(os.environ)  # may reject a setting
 
         specs = {spec.name: spec for spec in datasets_from_env(os.environ)}
