@@ -15,13 +15,14 @@ import pytest
 from nasa_assets import dataset
 from nasa_assets.dataset import iter_images, load_manifest
 from nasa_assets.dataset.consolidate import build_manifest
+from nasa_assets.dataset.datasets import parse_split_fractions
 from nasa_assets.dataset.imaging import MAX_PIXELS
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.dataset.tables import SCHEMAS, frame
 from nasa_assets.defs.assets.moon_dataset import moon_dataset, preview_grid
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
-from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
+from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS
 from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets_tests.helpers import (
     PAGE_ASSETS,

@@ -13,10 +13,11 @@ import pytest
 import webdataset as wds
 
 from nasa_assets.dataset.captions import caption
+from nasa_assets.dataset.datasets import parse_split_fractions
 from nasa_assets.dataset.duplicates import phash_of
 from nasa_assets.dataset.sampling import split_for
 from nasa_assets.dataset.tables import SCHEMAS
-from nasa_assets.dataset.webdataset_export import sample_key
+from nasa_assets.dataset.webdataset_export import sample_key, stale_reason
 from nasa_assets.defs.assets.moon_dataset import moon_dataset
 from nasa_assets.defs.assets.moon_dataset_card import moon_dataset_card
 from nasa_assets.defs.assets.moon_dataset_checks import (
@@ -24,9 +25,8 @@ from nasa_assets.defs.assets.moon_dataset_checks import (
     check_groups_within_splits,
 )
 from nasa_assets.defs.assets.moon_webdataset import moon_webdataset
-from nasa_assets.dataset.webdataset_export import stale_reason
-from nasa_assets.defs.resources import DEFAULT_SPLIT_FRACTIONS, parse_split_fractions
 from nasa_assets.defs.settings import resources_from_env
+from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS
 from nasa_assets.storage import LocalStore, S3Store
 from nasa_assets_tests.helpers import PAGE_ASSETS, copy_folder, local_env, materialize_pages
 

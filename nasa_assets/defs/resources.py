@@ -7,9 +7,8 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-# parse_split_fractions and DEFAULT_SPLIT_FRACTIONS are also imported from here.
-from nasa_assets.dataset.datasets import DatasetSpec, parse_split_fractions  # noqa: F401
-from nasa_assets.defs.settings_spec import DEFAULT_SPLIT_FRACTIONS, field_for  # noqa: F401
+from nasa_assets.dataset.datasets import DatasetSpec, parse_split_fractions
+from nasa_assets.defs.settings_spec import field_for
 from nasa_assets.nasa.client import NasaClient
 from nasa_assets.nasa.ratelimit import shared_limiter
 from nasa_assets.nasa.renditions import RENDITIONS
